@@ -1,0 +1,79 @@
+"""``tocsr-nas profile``: build a search space's cost table; optionally cost one arch and verify the sums."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+import search_spaces
+
+from ..profiling.cost_table import CostTable, build_cost_table, verify_cost_table
+from ..teachers import load_teacher
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "profile", help="params and GMACs of every candidate of a search space",
+        description="Profile every candidate of a search space at its unit's input shape (fvcore MACs with and "
+                    "without attention matmuls, ptflops cross-check) and print the teacher's and an arch's cost.",
+        epilog="Example: tocsr-nas profile --space tiny_ldm --arch 'down.0:R=I,A=lin' --out runs/x/cost_table.json")
+    parser.add_argument("--space", default="tiny_ldm", help="search space name or YAML path (default: tiny_ldm)")
+    parser.add_argument("--arch", help="an arch string to cost (decisions left out keep the teacher op)")
+    parser.add_argument("--table", help="reuse a cost table JSON written by --out instead of profiling again")
+    parser.add_argument("--out", help="write the cost table JSON here")
+    parser.add_argument("--verify", type=int, default=0, metavar="N",
+                        help="check the table against whole-model counts of N random archs")
+    parser.add_argument("--no-ptflops", action="store_true", help="skip the ptflops cross-check (faster)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --verify's archs")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    parser.set_defaults(func=run)
+
+
+def _cost_dict(cost) -> dict[str, float]:
+    return {"params": cost.params, "gmacs": cost.gmacs, "gmacs_no_attention": cost.gmacs_no_attention}
+
+
+def run(args: argparse.Namespace) -> int:
+    space = search_spaces.load(args.space)
+    teacher = load_teacher(space.teacher)
+    if args.table:
+        table = CostTable.load(args.table, space)
+    else:
+        table = build_cost_table(teacher, space, ptflops=not args.no_ptflops, progress=not args.json)
+    if args.out:
+        table.save(args.out)
+    frame = table.to_frame()
+    summary = {"space": space.name, "teacher": space.teacher, "latent_size": table.latent_size,
+               "teacher_cost": _cost_dict(table.teacher_total), "fixed_cost": _cost_dict(table.fixed),
+               "candidates": len(frame)}
+    if "ptflops_macs" in frame:
+        summary["ptflops_vs_fvcore_no_attention"] = float(frame.ptflops_macs.sum() / max(frame.macs_no_attention.sum(), 1))
+    if args.arch:
+        arch = space.parse(args.arch)
+        summary["arch"] = {"arch": str(arch), "arch_id": arch.arch_id, **_cost_dict(table.cost(arch)),
+                           "ratios": table.ratios(arch)}
+    if args.verify:
+        rng = np.random.default_rng(args.seed)
+        check = verify_cost_table(table, teacher, [space.sample(rng) for _ in range(args.verify)])
+        summary["verify"] = {"archs": len(check), "max_macs_rel_error": float(check.macs_rel_error.max()),
+                             "max_macs_no_attention_rel_error": float(check.macs_no_attention_rel_error.max()),
+                             "params_exact": bool((check.params_table == check.params_model).all())}
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
+    t, f = table.teacher_total, table.fixed
+    print(f"space {space.name}: teacher {space.teacher} at latent {table.latent_size}x{table.latent_size}")
+    print(f"  teacher: {t.params / 1e6:.2f}M params, {t.gmacs:.3f} GMACs ({t.gmacs_no_attention:.3f} without attention matmuls)")
+    print(f"  fixed parts: {f.params / 1e6:.2f}M params, {f.gmacs:.3f} GMACs")
+    per_candidate = frame.groupby(["decision", "label"], sort=False)[["params", "macs"]].sum().reset_index()
+    per_candidate["gmacs"] = per_candidate.pop("macs") / 1e9
+    print(per_candidate.to_string(index=False))
+    if "arch" in summary:
+        a = summary["arch"]
+        print(f"arch {a['arch_id']}: {a['params'] / 1e6:.2f}M params, {a['gmacs']:.3f} GMACs "
+              f"({a['ratios']['params']:.2f}x fewer params, {a['ratios']['macs']:.2f}x fewer MACs than the teacher)")
+    if "verify" in summary:
+        v = summary["verify"]
+        print(f"verified {v['archs']} archs: max MAC error {v['max_macs_rel_error']:.2e}, params exact: {v['params_exact']}")
+    return 0

@@ -1,0 +1,42 @@
+"""``tocsr-nas space``: list the shipped search spaces or show one (stages, candidates, size)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import search_spaces
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "space", help="list or show search spaces",
+        description="List the shipped search spaces, or show one: its stages, candidates and number of archs.",
+        epilog="Examples: tocsr-nas space list; tocsr-nas space show tiny_ldm; tocsr-nas space show my_space.yaml --json")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="names of the shipped spaces").set_defaults(func=run_list)
+    show = actions.add_parser("show", help="stages, candidates and size of a space")
+    show.add_argument("space", help="a shipped space name or a YAML path")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=run_show)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    for name in search_spaces.available_spaces():
+        print(name)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    space = search_spaces.load(args.space)
+    decisions = [{"decision": d.name, "stage": d.stage, "kind": d.kind, "units": list(d.units),
+                  "candidates": [c.label for c in d.candidates]} for d in space.decisions]
+    if args.json:
+        print(json.dumps({"name": space.name, "teacher": space.teacher, "size": space.size, "decisions": decisions}, indent=1))
+        return 0
+    print(f"space {space.name}  (teacher {space.teacher}, {space.source})")
+    if space.config.description:
+        print(f"  {space.config.description}")
+    for d in decisions:
+        print(f"  {d['decision']:<28} {len(d['units'])} unit(s)  {len(d['candidates'])} candidates: {', '.join(d['candidates'])}")
+    print(f"{len(decisions)} decisions, {space.size:,} architectures")
+    return 0

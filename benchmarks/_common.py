@@ -1,0 +1,39 @@
+"""Helpers shared by the benchmark scripts: machine description and writing JSON + Markdown results."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    """Where and when a benchmark ran."""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def write_results(name: str, data: dict[str, Any], markdown: str, out_dir: str | Path = RESULTS) -> tuple[Path, Path]:
+    """Write ``<name>.json`` and ``<name>.md`` (the Markdown gets a machine/date header)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = data.setdefault("machine", machine())
+    header = f"# {name}\n\nMachine: {info['platform']}, {info['cpu_count']} CPUs, torch {info['torch']}" \
+             f"{', ' + info['cuda'] if info.get('cuda') else ''}. Date: {info['date']}.\n\n"
+    json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
+    json_path.write_text(json.dumps(data, indent=1, default=str))
+    md_path.write_text(header + markdown)
+    return json_path, md_path

@@ -9,6 +9,9 @@ import torch
 import search_spaces
 from tocsr_nas.teachers import Teacher, load_teacher
 
+# Test models are tiny: one thread is as fast as two and immune to oversubscription on a busy machine.
+torch.set_num_threads(1)
+
 DATA = Path(__file__).parent / "data"
 MICRO_TEACHER = DATA / "micro-ldm.yaml"
 

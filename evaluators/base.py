@@ -1,0 +1,62 @@
+"""The evaluator interface and registry.
+
+An evaluator maps an architecture to metrics: ``evaluator.evaluate(arch, budget) -> {name: value}``. Cheap ones
+(``cheap = True``, e.g. the cost table) run first and decide feasibility; expensive ones (the distillation loss)
+run only for feasible archs. ``fingerprint`` identifies an evaluator's configuration, so results can be cached by
+``(fingerprint, arch_id, budget)``.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from tocsr_nas.arch import Arch
+from tocsr_nas.errors import ConfigError
+
+
+class Evaluator(abc.ABC):
+    """Base class of evaluators."""
+
+    name: ClassVar[str]
+    cheap: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def evaluate(self, arch: Arch, budget: int | None = None) -> dict[str, float]:
+        """Metrics of ``arch``; ``budget`` bounds the work (e.g. validation batches), ``None`` = the default."""
+
+    def feasible(self, metrics: dict[str, float]) -> bool:
+        """Whether metrics from this evaluator satisfy its constraints (only cheap evaluators constrain)."""
+        return True
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies this evaluator's configuration (for caching results)."""
+        return self.name
+
+
+EvaluatorFactory = Callable[..., Evaluator]
+_REGISTRY: dict[str, EvaluatorFactory] = {}
+
+
+def register_evaluator(name: str) -> Callable[[EvaluatorFactory], EvaluatorFactory]:
+    """Register an evaluator class or factory under ``name``."""
+
+    def decorate(factory: EvaluatorFactory) -> EvaluatorFactory:
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorate
+
+
+def available_evaluators() -> list[str]:
+    from . import cost, distillation  # noqa: F401, PLC0415  (register the built-ins)
+
+    return sorted(_REGISTRY)
+
+
+def make_evaluator(name: str, **kwargs: Any) -> Evaluator:
+    """Build the evaluator registered as ``name``; an unknown name lists the registered ones."""
+    if name not in available_evaluators():
+        raise ConfigError(f"unknown evaluator '{name}'", key="evaluators", allowed=available_evaluators())
+    return _REGISTRY[name](**kwargs)

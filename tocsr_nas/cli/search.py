@@ -1,0 +1,112 @@
+"""``tocsr-nas search`` (run or resume a search), ``pareto`` (its Pareto set) and ``extract`` (the winner)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from ..config_io import read_mapping, validate
+from ..search.config import SearchConfig
+from ..search.results import pareto_trials, pick_trial
+from ..search.store import read_header
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    search = subparsers.add_parser(
+        "search", help="search a space (resumes when --out holds an earlier run)",
+        description="Search a space with a strategy; every trial goes to OUT/trials.jsonl. Re-running the same "
+                    "command resumes a killed search without losing or repeating a trial.",
+        epilog="Example: tocsr-nas search --space tiny_ldm --strategy bo --eps 0.05 --budget 100 "
+               "--surrogates runs/x/surrogates --out runs/x/search")
+    search.add_argument("--config", help="a YAML with SearchConfig fields; flags below override it")
+    search.add_argument("--out", required=True, help="the search folder")
+    for flag, kind, text in (
+        ("--space", str, "search space name or YAML (default tiny_ldm)"),
+        ("--strategy", str, "random | evolution | nsga2 | bo | ... (default bo)"),
+        ("--budget", int, "expensive evaluations (default 100)"),
+        ("--batch-size", int, "archs per ask, evaluated in parallel (default 1)"),
+        ("--seed", int, "seed of the strategy (default 0)"),
+        ("--max-gmacs", float, "hard constraint on GMACs"),
+        ("--max-params-m", float, "hard constraint on params (millions)"),
+        ("--eval-budget", int, "validation batches per evaluation (default all)"),
+        ("--surrogates", str, "folder of trained surrogates (tocsr-nas distill-blocks)"),
+    ):
+        search.add_argument(flag, type=kind, help=text)
+    search.add_argument("--eps", type=float, nargs="+", help="loss bound(s) of the epsilon-constraint method")
+    search.add_argument("--executor", choices=["local", "ray"], help="where expensive evaluations run")
+    search.add_argument("--quiet", action="store_true", help="no progress bar")
+    search.set_defaults(func=run_search)
+
+    pareto = subparsers.add_parser("pareto", help="the Pareto set (loss vs GMACs) of a search",
+                                   description="Print the Pareto-optimal complete trials of a search folder.",
+                                   epilog="Example: tocsr-nas pareto runs/x/search --json")
+    pareto.add_argument("folder")
+    pareto.add_argument("--json", action="store_true", help="print JSON records")
+    pareto.set_defaults(func=run_pareto)
+
+    extract = subparsers.add_parser("extract", help="write the compact UNet of a search's pick",
+                                    description="Extract the cheapest arch with loss <= eps (or a given arch) from "
+                                                "the search's supernet and save it as a compact UNet folder.",
+                                    epilog="Example: tocsr-nas extract runs/x/search --pick best --out runs/x/compact")
+    extract.add_argument("folder")
+    extract.add_argument("--pick", default="best", help="'best' (cheapest with loss <= eps) or an arch string")
+    extract.add_argument("--eps", type=float, help="loss bound for --pick best (default: the search's first eps)")
+    extract.add_argument("--out", required=True, help="folder for the compact UNet")
+    extract.set_defaults(func=run_extract)
+
+
+def _config(args: argparse.Namespace) -> SearchConfig:
+    data = dict(read_mapping(args.config)) if args.config else {}
+    for field in ("space", "strategy", "budget", "batch_size", "seed", "max_gmacs", "max_params_m", "eval_budget",
+                  "surrogates", "eps"):
+        value = getattr(args, field)
+        if value is not None:
+            data[field] = value
+    if args.executor:
+        data["executor"] = {**data.get("executor", {}), "kind": args.executor}
+    return validate(SearchConfig, data, source=args.config or "command line")
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from ..search.components import build_runner  # noqa: PLC0415 (heavy imports only for this command)
+
+    runner = build_runner(_config(args), args.out)
+    frame = runner.run(progress=not args.quiet)
+    complete = frame[frame.state == "complete"] if len(frame) else frame
+    print(f"{len(frame)} trials ({len(complete)} complete) in {args.out}/trials.jsonl")
+    front = pareto_trials(args.out)
+    if len(front):
+        print(front[["trial_id", "loss", "gmacs", "params_m", "arch"]].to_string(index=False))
+    return 0
+
+
+def run_pareto(args: argparse.Namespace) -> int:
+    front = pareto_trials(args.folder)
+    if args.json:
+        print(front.to_json(orient="records", indent=1))
+    elif front.empty:
+        print("no complete trials yet")
+    else:
+        print(front[["trial_id", "loss", "gmacs", "params_m", "params_ratio", "macs_ratio", "arch"]].to_string(index=False))
+    return 0
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    import search_spaces  # noqa: PLC0415
+    from ..supernet import Supernet  # noqa: PLC0415
+    from ..teachers import load_teacher  # noqa: PLC0415
+
+    config = SearchConfig.model_validate(read_header(args.folder)["config"])
+    space = search_spaces.load(config.space)
+    arch = space.parse(pick_trial(args.folder, args.eps).arch if args.pick == "best" else args.pick)
+    supernet = Supernet(load_teacher(space.teacher), space)
+    if config.surrogates:
+        from ..distill.store import load_surrogates  # noqa: PLC0415
+
+        load_surrogates(supernet, config.surrogates)
+    with torch.no_grad():
+        compact = supernet.extract(arch)
+    compact.save_pretrained(args.out)
+    print(json.dumps({"arch": str(arch), "arch_id": arch.arch_id, "out": args.out}))
+    return 0

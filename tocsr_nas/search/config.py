@@ -1,0 +1,58 @@
+"""The configuration of one search (YAML/CLI -> a validated object)."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pydantic
+
+EPS_RANGE = (0.0, 10.0)  # relative distillation loss: 0 = the teacher, 1 = predicting the mean
+
+
+class ValidationConfig(pydantic.BaseModel, extra="forbid"):
+    """The fixed validation set of the distillation evaluator."""
+
+    source: Literal["images", "gaussian"] = "images"  # gaussian: N(0,1) latents, for smoke tests only
+    images: str = "builtin"  # "builtin" (scikit-image's photos) or a folder of images
+    count: int = pydantic.Field(32, gt=0)
+    batch_size: int = pydantic.Field(8, gt=0)
+    seed: int = 0
+
+
+class ExecutorConfig(pydantic.BaseModel, extra="forbid"):
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: "auto" joins a running cluster; None starts a local instance
+    num_workers: int = pydantic.Field(2, gt=0)
+
+
+class SearchConfig(pydantic.BaseModel, extra="forbid"):
+    """What to search, with which strategy, for how long, under which constraints."""
+
+    space: str = "tiny_ldm"
+    strategy: str = "bo"
+    strategy_options: dict[str, Any] = {}
+    eps: list[float] = [0.3]  # loss bounds of the epsilon-constraint method; the first is the default pick
+    budget: int = pydantic.Field(100, gt=0)  # expensive evaluations (complete + failed trials)
+    batch_size: int = pydantic.Field(1, gt=0)  # archs per ask, evaluated in parallel by the executor
+    seed: int = 0
+    max_gmacs: float | None = pydantic.Field(None, gt=0)
+    max_params_m: float | None = pydantic.Field(None, gt=0)
+    eval_budget: int | None = pydantic.Field(None, gt=0)  # validation batches per evaluation (None = all)
+    surrogates: str | None = None  # folder written by `tocsr-nas distill-blocks`
+    validation: ValidationConfig = ValidationConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+
+    @pydantic.field_validator("eps", mode="before")
+    @classmethod
+    def _eps_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (int, float)) else value
+
+    @pydantic.field_validator("eps")
+    @classmethod
+    def _eps_in_range(cls, value: list[float]) -> list[float]:
+        low, high = EPS_RANGE
+        for eps in value:
+            if not low < eps <= high:
+                raise ValueError(f"epsilon {eps} out of range ({low}, {high}] (a relative distillation loss)")
+        if not value:
+            raise ValueError("at least one epsilon")
+        return value

@@ -1,0 +1,86 @@
+"""Experiment runner: base inheritance, overrides, sweeps, resumable stages, and clear errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tocsr_nas.errors import ConfigError
+from tocsr_nas.experiments import check_run_count, resolve, run_experiment
+
+EXPERIMENTS = sorted((Path(__file__).parents[1] / "experiments").glob("*.yaml"))
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def micro_experiment(tmp_path, micro_space_path):
+    return write(tmp_path, "micro.yaml", f"""
+name: micro
+space: {micro_space_path}
+stages: [surrogates, search, extract]
+surrogates: {{steps: 4, batch_size: 2, num_threads: 1, held_out_samples: 2}}
+search: {{strategy: random, budget: 3, eps: [1.0], validation: {{source: gaussian, count: 4, batch_size: 2}}}}
+""")
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.name for p in EXPERIMENTS])
+def test_shipped_experiments_validate(path):
+    runs = resolve(path)
+    assert runs and all(config.stages for _, config in runs)
+
+
+def test_base_overrides_and_sweep(tmp_path):
+    write(tmp_path, "base.yaml", "name: base\nstages: [search]\nsearch: {budget: 50, strategy: random}\n")
+    child = write(tmp_path, "child.yaml", "base: base.yaml\nname: child\nsearch: {budget: 10}\n"
+                                          "sweep: {seed: [0, 1], search.strategy: [random, bo]}\n")
+    runs = resolve(child, ["search.batch_size=2"])
+    assert [suffix for suffix, _ in runs] == ["seed=0,search.strategy=random", "seed=0,search.strategy=bo",
+                                             "seed=1,search.strategy=random", "seed=1,search.strategy=bo"]
+    for suffix, config in runs:
+        assert config.name == "child" and config.search.budget == 10 and config.search.batch_size == 2
+        assert config.search.seed == config.seed  # the top-level seed reaches the stages
+        assert f"search.strategy={config.search.strategy}" in suffix
+
+
+def test_unknown_override_lists_close_matches(tmp_path):
+    path = write(tmp_path, "e.yaml", "name: e\nstages: [search]\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'search.budgte' \(allowed: did you mean search.budget"):
+        resolve(path, ["search.budgte=3"])
+
+
+def test_large_sweep_needs_yes(tmp_path):
+    path = write(tmp_path, "e.yaml", "name: e\nstages: [search]\nmax_runs: 3\nsweep: {seed: [0, 1, 2, 3]}\n")
+    runs = resolve(path)
+    with pytest.raises(ConfigError, match=r"sweep expands to 4 runs \(more than max_runs=3\): pass --yes"):
+        check_run_count(runs, yes=False)
+    check_run_count(runs, yes=True)
+
+
+def test_missing_upstream_stage_is_named(tmp_path, micro_space_path):
+    path = write(tmp_path, "e.yaml", f"name: e\nspace: {micro_space_path}\nstages: [extract]\n")
+    (_, config), = resolve(path)
+    with pytest.raises(ConfigError, match=r"stage 'extract' needs the output of stage 'search', which has not run"):
+        run_experiment(config, tmp_path / "run")
+
+
+def test_unknown_stage(tmp_path):
+    path = write(tmp_path, "e.yaml", "name: e\nstages: [search, polish]\n")
+    with pytest.raises(ConfigError, match=r"stages: Value error, unknown stage\(s\) \['polish'\]"):
+        resolve(path)
+
+
+def test_pipeline_runs_and_resumes(micro_experiment, tmp_path):
+    (_, config), = resolve(micro_experiment)
+    first = run_experiment(config, tmp_path / "run")
+    assert all(not r["skipped"] for r in first.values())
+    assert (tmp_path / "run" / "extract" / "compact" / "model.safetensors").is_file()
+    second = run_experiment(config, tmp_path / "run")
+    assert all(r["skipped"] for r in second.values())
+    (_, changed), = resolve(micro_experiment, ["search.budget=4"])
+    third = run_experiment(changed, tmp_path / "run")
+    assert third["surrogates"]["skipped"] and not third["search"]["skipped"] and not third["extract"]["skipped"]

@@ -1,0 +1,35 @@
+"""``tocsr-nas run``: run an experiment YAML end to end (resumes; stages already done are skipped)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run", help="run an experiment YAML (stages, sweeps; resumable)",
+        description="Run the stages of an experiment YAML into RUNS/<name>/. key=value pairs override config keys "
+                    "(dotted, YAML values); a sweep: expands into several runs. Re-running skips finished stages.",
+        epilog="Example: tocsr-nas run experiments/quickstart.yaml search.budget=10 seed=1")
+    parser.add_argument("experiment", help="an experiment YAML, e.g. experiments/quickstart.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+    parser.add_argument("--yes", action="store_true", help="run a sweep even when it exceeds max_runs")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..experiments import check_run_count, resolve, run_experiment  # noqa: PLC0415
+
+    runs = resolve(args.experiment, args.overrides)
+    check_run_count(runs, args.yes)
+    for suffix, config in runs:
+        run_dir = Path(args.runs_dir) / config.name / suffix if suffix else Path(args.runs_dir) / config.name
+        print(f"run {run_dir}: stages {', '.join(config.stages)}", flush=True)
+        results = run_experiment(config, run_dir)
+        for stage, result in results.items():
+            state = "skipped (up to date)" if result["skipped"] else f"{result['seconds']:.1f} s"
+            print(f"  {stage:<12} {state}")
+        (run_dir / "run_summary.json").write_text(json.dumps(results, indent=1, default=str))
+    return 0

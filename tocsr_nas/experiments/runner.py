@@ -1,0 +1,77 @@
+"""Running an experiment YAML: resolve config (base, overrides, sweep), then run its stages in order.
+
+Every stage writes ``runs/<name>[/<sweep point>]/<stage>/`` with a manifest; a stage whose manifest is complete
+with the same config hash is skipped, so a killed run resumes at the first unfinished stage.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..config_io import validate
+from ..errors import ConfigError
+from .config import expand_sweep, flatten, load_experiment, parse_overrides, run_suffix, set_dotted
+from .manifest import is_complete, write_manifest
+from .schema import ExperimentConfig
+from .stages import ORDER, STAGES, StageContext
+
+logger = logging.getLogger(__name__)
+
+
+def resolve(path: str | Path, overrides: Sequence[str] = ()) -> list[tuple[str, ExperimentConfig]]:
+    """The runs of an experiment file: ``(run suffix, config)`` per sweep point (one run without a sweep)."""
+    source = str(path)
+    raw = load_experiment(path)
+    known = set(flatten(validate(ExperimentConfig, raw, source=source).model_dump(mode="json")))
+    known |= {k for k in flatten(raw)}
+    for key, value in parse_overrides(list(overrides)):
+        set_dotted(raw, key, value, known=known, source="command line")
+    sweep = raw.pop("sweep", {}) or {}
+    base = validate(ExperimentConfig, raw, source=source)
+    if not sweep:
+        return [("", base)]
+    runs = []
+    for point in expand_sweep(sweep, source):
+        data = base.model_dump(mode="json")
+        for key, value in point.items():
+            set_dotted(data, key, value, known=known, source=f"{source}: sweep")
+        runs.append((run_suffix(point), validate(ExperimentConfig, data, source=source)))
+    return runs
+
+
+def stage_config(config: ExperimentConfig, stage: str) -> dict[str, Any]:
+    """The part of the config a stage's output depends on (its section plus what upstream stages used)."""
+    dump = config.model_dump(mode="json")
+    upstream = ORDER[: ORDER.index(stage) + 1]
+    return {"space": dump["space"], "seed": dump["seed"], **{s: dump[s] for s in upstream if s in dump}}
+
+
+def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Run (or resume) every stage of ``config`` in ``run_dir``; returns ``{stage: {seconds, skipped, summary}}``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    for stage in config.stages:
+        folder = run_dir / stage
+        section = stage_config(config, stage)
+        if is_complete(folder, section):
+            logger.info("stage %s: up to date, skipped", stage)
+            results[stage] = {"skipped": True, "seconds": 0.0}
+            continue
+        write_manifest(folder, stage, section, config.seed, status="running")
+        start = time.perf_counter()
+        summary = STAGES[stage](StageContext(config=config, run_dir=run_dir, stage=stage))
+        seconds = time.perf_counter() - start
+        write_manifest(folder, stage, section, config.seed, status="complete", seconds=seconds, summary=summary)
+        results[stage] = {"skipped": False, "seconds": seconds, "summary": summary}
+    return results
+
+
+def check_run_count(runs: list[tuple[str, ExperimentConfig]], yes: bool) -> None:
+    limit = runs[0][1].max_runs
+    if len(runs) > limit and not yes:
+        raise ConfigError(f"the sweep expands to {len(runs)} runs (more than max_runs={limit}): pass --yes to run them",
+                          key="sweep")

@@ -1,0 +1,46 @@
+"""The experiment config: which stages to run and each stage's settings."""
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+
+from ..distill.config import DistillConfig
+from ..search.config import SearchConfig
+from .stages import ORDER, STAGES
+
+
+class ExtractConfig(pydantic.BaseModel, extra="forbid"):
+    """Which searched arch becomes the compact UNet: the cheapest with loss <= eps."""
+
+    eps: float | None = pydantic.Field(None, gt=0)  # default: the search's first eps
+
+
+class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
+    """One experiment run. ``space`` and ``seed`` at the top apply to every stage."""
+
+    name: str = pydantic.Field(min_length=1, pattern=r"^[\w.-]+$")
+    description: str = ""
+    seed: int = 0
+    space: str = "tiny_ldm"
+    stages: list[str] = pydantic.Field(min_length=1)
+    surrogates: DistillConfig = DistillConfig()
+    search: SearchConfig = SearchConfig()
+    extract: ExtractConfig = ExtractConfig()
+    sweep: dict[str, list[Any]] = {}
+    max_runs: int = pydantic.Field(12, gt=0)  # a sweep expanding to more runs asks for --yes
+
+    @pydantic.field_validator("stages")
+    @classmethod
+    def _known_stages(cls, stages: list[str]) -> list[str]:
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; available: {[s for s in ORDER if s in STAGES]}")
+        return sorted(set(stages), key=ORDER.index)
+
+    @pydantic.model_validator(mode="after")
+    def _propagate(self) -> ExperimentConfig:
+        """The top-level space and seed are the ones every stage uses."""
+        self.surrogates = self.surrogates.model_copy(update={"space": self.space, "seed": self.seed})
+        self.search = self.search.model_copy(update={"space": self.space, "seed": self.seed})
+        return self

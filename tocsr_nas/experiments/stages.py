@@ -1,0 +1,100 @@
+"""The pipeline stages an experiment can run, each writing one folder under the run folder.
+
+A stage is a function ``stage(ctx) -> summary dict``; it reads its own config section from ``ctx.config`` and the
+folders of the stages it depends on through ``ctx.require(name)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .manifest import read_manifest
+
+StageFn = Callable[["StageContext"], dict[str, Any]]
+
+
+@dataclasses.dataclass
+class StageContext:
+    """What a stage sees: the resolved experiment config, the run folder, and its upstream stages."""
+
+    config: Any  # ExperimentConfig
+    run_dir: Path
+    stage: str
+
+    @property
+    def out(self) -> Path:
+        return self.run_dir / self.stage
+
+    def require(self, upstream: str) -> Path:
+        """The folder of a finished upstream stage; a one-line error naming the stage to run when it is missing."""
+        folder = self.run_dir / upstream
+        manifest = read_manifest(folder)
+        if not manifest or manifest.get("status") != "complete":
+            raise ConfigError(f"stage '{self.stage}' needs the output of stage '{upstream}', which has not run: "
+                              f"add '{upstream}' to stages (or run it first)", source=self.run_dir, key="stages")
+        return folder
+
+
+STAGES: dict[str, StageFn] = {}
+ORDER = ("surrogates", "search", "extract", "sr", "onestep", "evaluate", "report")
+
+
+def stage(name: str) -> Callable[[StageFn], StageFn]:
+    def register(fn: StageFn) -> StageFn:
+        STAGES[name] = fn
+        return fn
+
+    return register
+
+
+@stage("surrogates")
+def surrogates_stage(ctx: StageContext) -> dict[str, Any]:
+    from ..distill.run import distill_blocks  # noqa: PLC0415
+
+    report = distill_blocks(ctx.config.surrogates, ctx.out)
+    failed = report.counts().get("failed", 0)
+    if failed:
+        raise ConfigError(f"{failed} candidate(s) failed to distil; see {ctx.out}", source=ctx.out)
+    return report.to_json()
+
+
+@stage("search")
+def search_stage(ctx: StageContext) -> dict[str, Any]:
+    from ..search.components import build_runner  # noqa: PLC0415
+
+    config = ctx.config.search
+    if "surrogates" in ctx.config.stages or (ctx.run_dir / "surrogates").exists():
+        config = config.model_copy(update={"surrogates": str(ctx.require("surrogates"))})
+    frame = build_runner(config, ctx.out).run(progress=True)
+    return {"trials": len(frame), "complete": int((frame.state == "complete").sum()) if len(frame) else 0}
+
+
+@stage("extract")
+def extract_stage(ctx: StageContext) -> dict[str, Any]:
+    import torch  # noqa: PLC0415
+
+    import search_spaces  # noqa: PLC0415
+
+    from ..search.results import pick_trial  # noqa: PLC0415
+    from ..supernet import Supernet  # noqa: PLC0415
+    from ..teachers import load_teacher  # noqa: PLC0415
+
+    search_dir = ctx.require("search")
+    picked = pick_trial(search_dir, ctx.config.extract.eps)
+    space = search_spaces.load(ctx.config.search.space)
+    supernet = Supernet(load_teacher(space.teacher), space)
+    if (ctx.run_dir / "surrogates").exists():
+        from ..distill.store import load_surrogates  # noqa: PLC0415
+
+        load_surrogates(supernet, ctx.require("surrogates"))
+    arch = space.parse(picked.arch)
+    with torch.no_grad():
+        supernet.extract(arch).save_pretrained(ctx.out / "compact")
+    summary = {"arch": str(arch), "arch_id": arch.arch_id, **{k: float(picked[k]) for k in
+               ("loss", "gmacs", "params_m", "params_ratio", "macs_ratio")}}
+    (ctx.out / "winner.json").write_text(json.dumps(summary, indent=1))
+    return summary

@@ -9,7 +9,7 @@ from diffusers import DDIMScheduler
 import search_spaces
 from tocsr_nas.compact import CompactUNet
 from tocsr_nas.errors import ConfigError
-from tocsr_nas.ops import ResnetOp, register_op
+from tocsr_nas.ops import ResnetOp, register_op, registry
 from tocsr_nas.supernet import Supernet
 
 from .conftest import write_space
@@ -90,7 +90,6 @@ def test_load_refuses_other_folders(tmp_path):
         CompactUNet.from_pretrained(tmp_path)
 
 
-@register_op("test_wrong_channels", kinds={"resnet"})
 def _wrong_channels(unit, teacher):
     class WrongChannels(ResnetOp):
         def __init__(self) -> None:
@@ -103,7 +102,9 @@ def _wrong_channels(unit, teacher):
     return WrongChannels()
 
 
-def test_candidate_with_wrong_output_shape_is_refused(micro_teacher, tmp_path):
+def test_candidate_with_wrong_output_shape_is_refused(micro_teacher, tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # registered for this test only
+    register_op("test_wrong_channels", kinds={"resnet"})(_wrong_channels)
     path = write_space(tmp_path, """
 name: wrong
 teacher: {teacher}

@@ -1,0 +1,313 @@
+"""One distillation worker: one teacher forward per step feeds one optimisation step of every candidate it owns.
+
+Each candidate has its own parameters and Adam state and learns to reproduce its teacher unit's output from
+the unit's recorded input (``teacher-input``) or from the input a fixed student path produces
+(``student-input``). The teacher runs under ``torch.no_grad``; candidates see detached activations.
+A candidate whose loss turns NaN/inf, whose output has the wrong shape, or that raises, is marked ``failed``
+and the others go on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+import search_spaces
+from search_spaces import SearchSpace
+
+from ..supernet import Supernet
+from ..teachers import Teacher, load_teacher
+from ..training.config import LoopConfig
+from ..training.loop import learning_rate
+from ..units import UnitInfo
+from .cache import ActivationCache
+from .capture import UnitCall, call_unit, capture_units
+from .config import DistillConfig
+from .inputs import UNetCalls, build_latent_source, noise_scheduler
+from .losses import RelativeError, get_loss
+from .store import (
+    CandidateRecord,
+    SurrogateStore,
+    candidate_config_hash,
+    candidate_key,
+    load_surrogates,
+    teacher_hash,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Candidate:
+    """A candidate being distilled: its module, optimiser and record."""
+
+    unit: UnitInfo
+    module: nn.Module
+    record: CandidateRecord
+    optimizer: torch.optim.Optimizer | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PartitionJob:
+    """What one worker trains: picklable, so that a Ray worker can rebuild everything from it."""
+
+    config: DistillConfig
+    out: str
+    keys: tuple[str, ...] | None = None  # None: every candidate
+    num_threads: int = 2
+    stop_after: int | None = None  # stop after this step (simulates a kill in tests)
+    retry_failed: bool = False
+
+
+@dataclasses.dataclass
+class PartitionResult:
+    """Records of the candidates a worker owns, and its throughput."""
+
+    records: list[CandidateRecord]
+    teacher_forwards: int
+    teacher_s: float
+    wall_s: float
+
+
+def enumerate_candidates(space: SearchSpace, units: dict[str, UnitInfo], config_hash: str) -> list[CandidateRecord]:
+    """A fresh record for every (unit, candidate) of ``space``, in forward order."""
+    records = []
+    for decision in space.decisions:
+        for path in decision.units:
+            for candidate in decision.candidates:
+                records.append(CandidateRecord(
+                    key=candidate_key(path, candidate.label), unit=path, decision=decision.name,
+                    label=candidate.label, op=candidate.op, hparams=candidate.kwargs,
+                    config_hash=candidate_config_hash(config_hash, path, candidate.op, candidate.kwargs)))
+    return sorted(records, key=lambda r: units[r.unit].order)
+
+
+def resolve(config: DistillConfig, teacher: Teacher | None = None,
+            space: SearchSpace | None = None) -> tuple[Teacher, SearchSpace, str]:
+    """The teacher, space and teacher spec a config names (given objects are used as they are)."""
+    space = space if space is not None else search_spaces.load(config.space)
+    spec = config.teacher or space.teacher
+    teacher = teacher if teacher is not None else load_teacher(spec, seed=config.seed)
+    return teacher, space, spec
+
+
+class DistillWorker:
+    """Trains the candidates ``job.keys`` of the supernet of ``job.config``'s space (see module docstring)."""
+
+    def __init__(self, job: PartitionJob, teacher: Teacher | None = None, space: SearchSpace | None = None) -> None:
+        self.job, self.config = job, job.config
+        torch.set_num_threads(job.num_threads)
+        self.teacher, self.space, spec = resolve(self.config, teacher, space)
+        self.teacher.unet.eval().requires_grad_(False)
+        torch.manual_seed(self.config.seed)  # candidates initialise from torch's global generator
+        self.supernet = Supernet(self.teacher, self.space)
+        self.store = SurrogateStore(job.out)
+        self.loss_fn = get_loss(self.config.loss)
+        latent_size = self.space.latent_size or self.teacher.latent_size
+        scheduler = noise_scheduler(spec)
+        length = self.config.steps * self.config.batch_size
+        self.train_calls = UNetCalls(self.teacher, build_latent_source(
+            self.config.latents, self.teacher, latent_size, length=length, seed=self.config.seed),
+            scheduler, self.config.timesteps, self.config.seed)
+        held_out_length = math.ceil(self.config.held_out_samples / self.config.batch_size) * self.config.batch_size
+        self.held_out_calls = UNetCalls(self.teacher, build_latent_source(
+            self.config.latents, self.teacher, latent_size, length=held_out_length, seed=self.config.seed,
+            held_out=True), scheduler, self.config.timesteps, self.config.seed + 1)
+        self.student = self._student() if self.config.mode == "student-input" else None
+        self.cache = None
+        if self.config.cache_dir is not None and self.student is None:
+            self.cache = ActivationCache(self.config.cache_dir, self.config, teacher_hash(self.teacher.unet, self.space))
+        self.teacher_forwards, self.teacher_s = 0, 0.0
+        records = enumerate_candidates(self.space, self.supernet.units, self.config.fingerprint())
+        wanted = set(job.keys) if job.keys is not None else None
+        self.records = [r for r in records if wanted is None or r.key in wanted]
+        self.units = [self.supernet.units[p] for p in dict.fromkeys(r.unit for r in self.records)]
+
+    def _student(self) -> nn.Module:
+        """The fixed student path of ``student-input`` mode (weights from ``student_surrogates`` if given)."""
+        arch = self.space.parse(self.config.student_arch)
+        if self.config.student_surrogates is None:
+            return self.supernet.extract(arch)
+        torch.manual_seed(self.config.seed)
+        source = Supernet(self.teacher, self.space)
+        load_surrogates(source, self.config.student_surrogates)
+        return source.extract(arch)
+
+    # -- teacher (and student) activations --------------------------------------------------------------------
+    @torch.no_grad()
+    def unit_calls(self, calls: UNetCalls, index: int) -> dict[str, UnitCall]:
+        """The inputs and target outputs of every owned unit for UNet call number ``index``."""
+        key = None if calls is self.held_out_calls else index
+        if self.cache is not None and key is not None:
+            cached = self.cache.get(key, self.units)
+            if cached is not None:
+                return cached
+        inputs = calls.batch(index, self.config.batch_size)
+        begin = time.perf_counter()
+        units = list(self.supernet.units.values()) if self.cache is not None else self.units
+        with capture_units(self.teacher.unet, units) as records:
+            self.teacher.unet(**inputs)
+        self.teacher_forwards += 1
+        self.teacher_s += time.perf_counter() - begin
+        if self.cache is not None and key is not None:
+            self.cache.put(key, records)
+        if self.student is not None:
+            with capture_units(self.student.unet, self.units, outputs=False) as student:
+                self.student(**inputs)
+            for path, call in student.items():
+                call.output = records[path].output
+            records = student
+        return {u.path: records[u.path] for u in self.units}
+
+    # -- candidates -------------------------------------------------------------------------------------------
+    def _prepare(self) -> list[Candidate]:
+        """Restore finished and checkpointed candidates; the rest start fresh."""
+        candidates = []
+        for fresh in self.records:
+            module = self.supernet.candidate_module(fresh.unit, fresh.label)
+            fresh.params = sum(p.numel() for p in module.parameters())
+            fresh.steps = self.config.steps
+            existing = self.store.read_record(fresh.key)
+            candidate = Candidate(self.supernet.units[fresh.unit], module, fresh)
+            if existing is not None and existing.config_hash == fresh.config_hash:
+                retry = existing.status == "failed" and self.job.retry_failed
+                if existing.status in ("done", "teacher", "fixed", "failed") and not retry:
+                    candidate.record = existing
+                    candidates.append(candidate)
+                    continue
+            if fresh.op == "teacher":
+                fresh.status = "teacher"
+            elif fresh.params == 0:
+                fresh.status = "fixed"
+            else:
+                module.requires_grad_(True)  # built from the frozen teacher copy: parts may have come in frozen
+                candidate.optimizer = torch.optim.Adam(module.parameters(), lr=self.config.lr)
+                step = self.store.load_checkpoint(fresh, module, candidate.optimizer)
+                if step is not None and existing is not None:
+                    fresh.step, fresh.rel_error_init = step, existing.rel_error_init
+                    log.info("resuming %s at %s from step %d", fresh.label, fresh.unit, step)
+            candidate.record = fresh
+            candidates.append(candidate)
+        return candidates
+
+    def evaluate(self, candidates: list[Candidate]) -> list[float]:
+        """Held-out relative error (MSE / variance of the teacher output) of each candidate."""
+        meters = [RelativeError() for _ in candidates]
+        batches = math.ceil(self.config.held_out_samples / self.config.batch_size)
+        for module in (c.module for c in candidates):
+            module.eval()
+        with torch.no_grad():
+            for index in range(batches):
+                calls = self.unit_calls(self.held_out_calls, index)
+                for meter, candidate in zip(meters, candidates):
+                    call = calls[candidate.unit.path]
+                    try:
+                        meter.update(call_unit(candidate.module, candidate.unit.kind, call), call.output)
+                    except Exception as err:  # noqa: BLE001 (a broken candidate must not stop the others)
+                        _fail(candidate, f"evaluation: {type(err).__name__}: {err}")
+        return [m.value() if c.record.status != "failed" else math.nan for m, c in zip(meters, candidates)]
+
+    def train_step(self, candidate: Candidate, call: UnitCall, lr: float) -> float | None:
+        """One Adam step of ``candidate`` on ``call``; marks it failed (returns None) on any problem."""
+        record, module = candidate.record, candidate.module
+        module.train()
+        try:
+            prediction = call_unit(module, candidate.unit.kind, call)
+        except Exception as err:  # noqa: BLE001
+            return _fail(candidate, f"step {record.step}: {type(err).__name__}: {err}")
+        if prediction.shape != call.output.shape:
+            return _fail(candidate, f"output shape {tuple(prediction.shape)} != teacher {tuple(call.output.shape)}")
+        loss = self.loss_fn(prediction, call.output)
+        if not torch.isfinite(loss):
+            return _fail(candidate, f"step {record.step}: loss is {loss.item()}")
+        optimizer = candidate.optimizer
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip is not None:
+            norm = nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip)
+            if not torch.isfinite(norm):
+                return _fail(candidate, f"step {record.step}: gradient norm is {norm.item()}")
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+        return loss.detach().item()
+
+    def run(self) -> PartitionResult:
+        """Train every owned candidate to ``config.steps`` (or ``job.stop_after``), checkpointing as it goes."""
+        begin = time.perf_counter()
+        candidates = self._prepare()
+        fresh = [c for c in candidates if c.record.rel_error_init is None and c.record.status != "failed"]
+        if fresh:
+            for candidate, value in zip(fresh, self.evaluate(fresh)):
+                candidate.record.rel_error_init = value
+                if candidate.record.status in ("teacher", "fixed"):
+                    candidate.record.rel_error = value
+                    self.store.write_record(candidate.record)
+        training = [c for c in candidates if c.record.status == "training"]
+        schedule = LoopConfig(steps=self.config.steps, batch_size=self.config.batch_size, lr=self.config.lr,
+                              min_lr_ratio=self.config.min_lr_ratio, warmup_steps=self.config.warmup_steps)
+        end = self.config.steps if self.job.stop_after is None else min(self.config.steps, self.job.stop_after)
+        start = min((c.record.step for c in training), default=end)
+        progress = tqdm(total=self.config.steps, initial=start, desc="distill", unit="step", disable=None)
+        losses: dict[str, float] = {}
+        for step in range(start, end):
+            active = [c for c in training if c.record.status == "training" and c.record.step == step]
+            if active:
+                calls = self.unit_calls(self.train_calls, step)
+                lr = learning_rate(schedule, step)
+                for candidate in active:
+                    tick = time.perf_counter()
+                    loss = self.train_step(candidate, calls[candidate.unit.path], lr)
+                    candidate.record.wall_s += time.perf_counter() - tick
+                    if loss is None:
+                        self.store.write_record(candidate.record)
+                        continue
+                    candidate.record.step = step + 1
+                    candidate.record.train_loss = loss
+                    losses[candidate.record.key] = loss
+            done = step + 1
+            if done % self.config.checkpoint_every == 0 and done < self.config.steps:
+                for candidate in active:
+                    if candidate.record.status == "training":
+                        self.store.save_checkpoint(candidate.record, candidate.module, candidate.optimizer)
+            progress.update(1)
+            live = sum(c.record.status == "training" for c in training)
+            if losses:
+                progress.set_postfix(candidates=live, mean_loss=f"{sum(losses.values()) / len(losses):.4g}")
+        progress.close()
+        finished = [c for c in training if c.record.status == "training" and c.record.step >= self.config.steps]
+        stopped = [c for c in training if c.record.status == "training" and c.record.step < self.config.steps]
+        for candidate in stopped:
+            self.store.save_checkpoint(candidate.record, candidate.module, candidate.optimizer)
+        if finished:
+            for candidate, value in zip(finished, self.evaluate(finished)):
+                if candidate.record.status == "failed":
+                    self.store.write_record(candidate.record)
+                    continue
+                candidate.record.rel_error, candidate.record.status = value, "done"
+                self.store.save_weights(candidate.record, candidate.module)
+        for candidate in candidates:
+            if candidate.record.status == "failed":
+                self.store.write_record(candidate.record)
+        return PartitionResult([c.record for c in candidates], self.teacher_forwards, self.teacher_s,
+                               time.perf_counter() - begin)
+
+
+def _fail(candidate: Candidate, message: str) -> None:
+    record = candidate.record
+    record.status, record.error = "failed", message
+    log.warning("candidate %s at %s failed: %s", record.label, record.unit, message)
+
+
+def run_partition(job: PartitionJob) -> PartitionResult:
+    """Build a worker for ``job`` (its own teacher copy) and run it; the entry point of executor tasks."""
+    return DistillWorker(job).run()
+
+
+__all__ = ["Candidate", "DistillWorker", "PartitionJob", "PartitionResult", "enumerate_candidates", "resolve",
+           "run_partition"]

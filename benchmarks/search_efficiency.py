@@ -36,7 +36,8 @@ from tocsr_nas.distill.run import distill_blocks  # noqa: E402
 from tocsr_nas.distill.store import load_surrogates  # noqa: E402
 from tocsr_nas.profiling.cost_table import build_cost_table  # noqa: E402
 from tocsr_nas.search import SearchConfig, SearchRunner  # noqa: E402
-from tocsr_nas.search.components import teacher_scheduler, validation_latents  # noqa: E402
+from tocsr_nas.distill.inputs import noise_scheduler  # noqa: E402
+from tocsr_nas.search.components import validation_latents  # noqa: E402
 from tocsr_nas.search.config import ValidationConfig  # noqa: E402
 from tocsr_nas.supernet import Supernet  # noqa: E402
 from tocsr_nas.teachers import load_teacher  # noqa: E402
@@ -72,7 +73,7 @@ def exhaustive(work: Path, validation_count: int) -> tuple[pd.DataFrame, dict]:
     supernet = Supernet(teacher, space)
     load_surrogates(supernet, work / "surrogates")
     latents = validation_latents(teacher, ValidationConfig(count=validation_count), table.latent_size)
-    validation = ValidationSet.build(teacher, latents, batch_size=validation_count, scheduler=teacher_scheduler(space.teacher))
+    validation = ValidationSet.build(teacher, latents, batch_size=validation_count, scheduler=noise_scheduler(space.teacher))
     evaluator = DistillationEvaluator(supernet, validation)
     rows = []
     start = time.perf_counter()

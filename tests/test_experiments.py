@@ -24,7 +24,7 @@ name: micro
 space: {micro_space_path}
 stages: [surrogates, search, extract]
 surrogates: {{steps: 4, batch_size: 2, num_threads: 1, held_out_samples: 2}}
-search: {{strategy: random, budget: 3, eps: [1.0], validation: {{source: gaussian, count: 4, batch_size: 2}}}}
+search: {{strategy: random, budget: 3, eps: [1.0], validation: {{latents: {{source: gaussian}}, count: 4, batch_size: 2}}}}
 """)
 
 

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any, Literal, Protocol, TypeVar
 
+import pydantic
+
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,14 @@ R = TypeVar("R")
 
 EXECUTOR_KINDS = ("local", "ray")
 ADDRESS_TIMEOUT_S = 5.0
+
+
+class ExecutorConfig(pydantic.BaseModel, extra="forbid"):
+    """Where work runs: this process, or Ray workers (a private local instance, or a cluster to join)."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: None starts a private local instance, "auto" joins a running cluster
+    num_workers: int = pydantic.Field(2, gt=0)
 
 
 class Executor(Protocol):
@@ -46,6 +56,10 @@ class Executor(Protocol):
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """``[fn(item) for item in items]``, possibly in parallel."""
+        ...
+
+    def share(self, obj: Any) -> Any:
+        """A handle to ``obj`` that ``submit`` arguments can carry cheaply (Ray: one object-store copy)."""
         ...
 
     def close(self) -> None:
@@ -77,6 +91,9 @@ class LocalExecutor:
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         return self.gather([self.submit(fn, item) for item in items])
+
+    def share(self, obj: Any) -> Any:
+        return obj
 
     def close(self) -> None:
         """Nothing to release."""
@@ -136,6 +153,9 @@ class RayExecutor:
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         return self.gather([self.submit(fn, item) for item in items])
 
+    def share(self, obj: Any) -> Any:
+        return self._ray.put(obj)
+
     def close(self) -> None:
         """Shut down the private instance (a joined cluster is left running)."""
         if self._owns_instance and self._ray.is_initialized():
@@ -170,6 +190,11 @@ def _probe(address: str) -> None:
                           key="address", allowed="auto, host:port, ray://host:port") from None
 
 
+def executor_from_config(config: ExecutorConfig) -> LocalExecutor | RayExecutor:
+    """The executor an :class:`ExecutorConfig` describes."""
+    return make_executor(config.kind, config.address, config.num_workers)
+
+
 def make_executor(kind: Literal["local", "ray"] = "local", address: str | None = None,
                   num_workers: int = 2) -> LocalExecutor | RayExecutor:
     """The executor ``kind``; ``address`` and ``num_workers`` only matter for Ray."""
@@ -180,4 +205,5 @@ def make_executor(kind: Literal["local", "ray"] = "local", address: str | None =
     raise ConfigError(f"unknown executor '{kind}'", key="executor", allowed=EXECUTOR_KINDS)
 
 
-__all__ = ["EXECUTOR_KINDS", "Executor", "LocalExecutor", "RayExecutor", "make_executor"]
+__all__ = ["EXECUTOR_KINDS", "Executor", "ExecutorConfig", "LocalExecutor", "RayExecutor", "executor_from_config",
+           "make_executor"]

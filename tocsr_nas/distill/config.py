@@ -8,6 +8,7 @@ from typing import Literal
 import pydantic
 
 from ..data.images import BUILTIN
+from ..executors import ExecutorConfig
 
 # Fields that do not change what a candidate learns; they are left out of the config hash.
 # (space and teacher are checked by their own fingerprints in the surrogate folder.)
@@ -43,14 +44,6 @@ class LatentConfig(pydantic.BaseModel, extra="forbid"):
     vae: str | None = None  # VAE folder (vae.json + vae.safetensors); default: the teacher's
     file: str | None = None
     flips: bool = True
-
-
-class ExecutorConfig(pydantic.BaseModel, extra="forbid"):
-    """How the candidates are spread over workers."""
-
-    kind: Literal["local", "ray"] = "local"
-    address: str | None = None  # ray: None starts a local instance, "auto" joins a running cluster
-    num_workers: int = pydantic.Field(2, gt=0)
 
 
 class DistillConfig(pydantic.BaseModel, extra="forbid"):

@@ -5,17 +5,17 @@ import logging
 from pathlib import Path
 
 import torch
-from diffusers import DDPMScheduler
 
 import search_spaces
 from evaluators.cost import CostEvaluator
 from evaluators.distillation import DistillationEvaluator, ValidationSet
 
+from ..distill.inputs import build_latent_source, noise_scheduler
 from ..errors import ConfigError
+from ..executors import executor_from_config
 from ..profiling.cost_table import CostTable, build_cost_table, space_fingerprint
 from ..supernet import Supernet
 from ..teachers import Teacher, load_teacher
-from ..teachers.weights import load_scheduler, weights_folder
 from .config import SearchConfig, ValidationConfig
 from .runner import SearchRunner
 
@@ -36,24 +36,11 @@ def cached_cost_table(teacher: Teacher, space: search_spaces.SearchSpace, folder
     return table
 
 
-def teacher_scheduler(spec: str) -> DDPMScheduler:
-    """The noise schedule the teacher was trained with (the DDPM default when it ships no weights)."""
-    folder = weights_folder(spec)
-    return load_scheduler(folder) if folder is not None else DDPMScheduler(num_train_timesteps=1000)
-
-
 def validation_latents(teacher: Teacher, config: ValidationConfig, latent_size: int) -> torch.Tensor:
-    """Clean latents for the validation set: VAE latents of seeded real-image crops (or N(0,1) for smoke tests)."""
-    shape = (config.count, teacher.latent_channels, latent_size, latent_size)
-    if config.source == "gaussian":
-        return torch.randn(shape, generator=torch.Generator().manual_seed(config.seed))
-    if teacher.vae is None:
-        raise ConfigError(f"teacher '{teacher.name}' has no VAE to encode images", key="validation.source",
-                          allowed=["gaussian (smoke tests)", "a teacher with trained weights"])
-    from ..training.teacher_recipe import held_out_latents  # noqa: PLC0415
-
-    factor = 2 ** (len(teacher.vae.config.block_out_channels) - 1)
-    return held_out_latents(teacher.vae, config.images, latent_size * factor, config.count, seed=config.seed)
+    """Clean latents of the validation set: the held-out stream of the configured latent source."""
+    source = build_latent_source(config.latents, teacher, latent_size, length=config.count, seed=config.seed,
+                                 held_out=True)
+    return source.latents(list(range(config.count)))
 
 
 def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
@@ -69,12 +56,16 @@ def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
     if config.surrogates:
         from ..distill.store import load_surrogates  # noqa: PLC0415
 
-        surrogates_id = load_surrogates(supernet, config.surrogates)
+        statuses = load_surrogates(supernet, config.surrogates)
+        surrogates_id = str(Path(config.surrogates).resolve())
+        logger.info("loaded surrogates: %d trained of %d candidates", sum(s == "done" for s in statuses.values()),
+                    len(statuses))
     else:
         logger.warning("no surrogates folder given: candidates keep their initial weights")
     latent_size = space.latent_size or teacher.latent_size
     latents = validation_latents(teacher, config.validation, latent_size)
     validation = ValidationSet.build(teacher, latents, batch_size=config.validation.batch_size,
-                                     seed=config.validation.seed, scheduler=teacher_scheduler(space.teacher))
+                                     seed=config.validation.seed, scheduler=noise_scheduler(space.teacher))
     expensive = [DistillationEvaluator(supernet, validation, surrogates_id=f"{space_fingerprint(space)}:{surrogates_id}")]
-    return SearchRunner(config, out_dir, space=space, table=table, cheap=cheap, expensive=expensive)
+    return SearchRunner(config, out_dir, space=space, table=table, cheap=cheap, expensive=expensive,
+                        executor=executor_from_config(config.executor))

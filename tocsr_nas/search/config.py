@@ -1,27 +1,23 @@
 """The configuration of one search (YAML/CLI -> a validated object)."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import pydantic
+
+from ..distill.config import LatentConfig
+from ..executors import ExecutorConfig
 
 EPS_RANGE = (0.0, 10.0)  # relative distillation loss: 0 = the teacher, 1 = predicting the mean
 
 
 class ValidationConfig(pydantic.BaseModel, extra="forbid"):
-    """The fixed validation set of the distillation evaluator."""
+    """The fixed validation set of the distillation evaluator: held-out crops (never the distillation stream)."""
 
-    source: Literal["images", "gaussian"] = "images"  # gaussian: N(0,1) latents, for smoke tests only
-    images: str = "builtin"  # "builtin" (scikit-image's photos) or a folder of images
+    latents: LatentConfig = LatentConfig(flips=False)
     count: int = pydantic.Field(32, gt=0)
     batch_size: int = pydantic.Field(8, gt=0)
     seed: int = 0
-
-
-class ExecutorConfig(pydantic.BaseModel, extra="forbid"):
-    kind: Literal["local", "ray"] = "local"
-    address: str | None = None  # ray: "auto" joins a running cluster; None starts a local instance
-    num_workers: int = pydantic.Field(2, gt=0)
 
 
 class SearchConfig(pydantic.BaseModel, extra="forbid"):

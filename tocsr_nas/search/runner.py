@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +24,18 @@ from strategies import Problem, Trial, make_strategy
 
 from ..arch import Arch
 from ..errors import ConfigError
+from ..executors import Executor, LocalExecutor
 from ..profiling.cost_table import CostTable, space_fingerprint
 from .config import SearchConfig
 from .store import TrialRecord, TrialStore
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "strategy_state.json"
-Mapper = Callable[[Callable[[Arch], dict[str, Any]], Sequence[Arch]], Iterable[dict[str, Any]]]
 
 
-def _local_map(fn: Callable[[Arch], dict[str, Any]], archs: Sequence[Arch]) -> list[dict[str, Any]]:
-    return [fn(arch) for arch in archs]
+def run_evaluation(evaluation: ExpensiveEvaluation, arch: Arch) -> dict[str, Any]:
+    """``evaluation(arch)``: a module-level function, so executors (Ray) can ship it."""
+    return evaluation(arch)
 
 
 class ExpensiveEvaluation:
@@ -64,9 +65,11 @@ class SearchRunner:
     """Drives a strategy over a space with cheap and expensive evaluators, storing every trial in ``out_dir``."""
 
     def __init__(self, config: SearchConfig, out_dir: str | Path, *, space: SearchSpace, table: CostTable,
-                 cheap: Sequence[Evaluator], expensive: Sequence[Evaluator], mapper: Mapper = _local_map) -> None:
+                 cheap: Sequence[Evaluator], expensive: Sequence[Evaluator], executor: Executor | None = None) -> None:
         self.config, self.out_dir, self.space, self.table = config, Path(out_dir), space, table
-        self.cheap, self.expensive, self.mapper = list(cheap), list(expensive), mapper
+        self.cheap, self.expensive = list(cheap), list(expensive)
+        self.executor = executor or LocalExecutor()
+        self._shared_evaluation: Any = None
         options = dict(config.strategy_options)
         if config.strategy == "bo":
             options.setdefault("eps", config.eps)
@@ -152,14 +155,17 @@ class SearchRunner:
             self._checkpoint()
             batch_index += 1
         bar.close()
+        self.executor.close()
         return self.store.to_frame()
 
     def _evaluate_expensive(self, archs: list[Arch]) -> list[dict[str, Any]]:
         """Expensive metrics per arch, from the cache or through the mapper (local or an executor)."""
         keys = [tuple((e.fingerprint, arch.arch_id, self.config.eval_budget) for e in self.expensive) for arch in archs]
         todo = [arch for arch, key in zip(archs, keys) if not all(k in self._cache for k in key)]
-        fresh = dict(zip([a.arch_id for a in todo],
-                         self.mapper(ExpensiveEvaluation(self.expensive, self.config.eval_budget), todo)))
+        if self._shared_evaluation is None and todo:  # shipped to the workers once, not per trial
+            self._shared_evaluation = self.executor.share(ExpensiveEvaluation(self.expensive, self.config.eval_budget))
+        handles = [self.executor.submit(run_evaluation, self._shared_evaluation, arch) for arch in todo]
+        fresh = dict(zip([a.arch_id for a in todo], self.executor.gather(handles)))
         results = []
         for arch, key in zip(archs, keys):
             if arch.arch_id in fresh:

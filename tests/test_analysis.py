@@ -38,7 +38,7 @@ from tocsr_nas.search.components import validation_latents
 from tocsr_nas.search.config import ValidationConfig
 from tocsr_nas.supernet import Supernet
 
-GAUSSIAN = {"source": "gaussian", "count": 4, "batch_size": 2}
+GAUSSIAN = {"latents": {"source": "gaussian"}, "count": 4, "batch_size": 2}
 ARCHS = ["down:R=T,A=I;up:R=slim(width=0.5),A=T", "down:R=I,A=I;up:R=T,A=T", "down:R=I,A=lin;up:R=T,A=T"]
 
 

@@ -1,0 +1,45 @@
+"""Drawing images from a trained teacher with DDIM, and tiling them into a grid."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError
+from ..teachers import Teacher
+from ..vae import decode_latents
+
+
+@torch.no_grad()
+def sample_images(teacher: Teacher, scheduler: DDPMScheduler, count: int, *, steps: int = 50, eta: float = 0.0,
+                  seed: int = 0) -> torch.Tensor:
+    """``count`` images ``(N, 3, H, W)`` in ``[0, 1]``: DDIM from seeded noise, then the teacher's VAE."""
+    if teacher.vae is None:
+        raise ConfigError("teacher has no VAE (it ships no trained weights)", source=teacher.name, key="weights")
+    ddim = DDIMScheduler.from_config(scheduler.config)
+    ddim.set_timesteps(steps)
+    generator = torch.Generator().manual_seed(seed)
+    size = teacher.latent_size
+    latents = torch.randn(count, teacher.latent_channels, size, size, generator=generator) * ddim.init_noise_sigma
+    context = teacher.context(count, generator)
+    for t in tqdm(ddim.timesteps, desc="sample", unit="step", disable=None):
+        noise = teacher.unet(ddim.scale_model_input(latents, t), t, encoder_hidden_states=context).sample
+        latents = ddim.step(noise, t, latents, eta=eta, generator=generator).prev_sample
+    return decode_latents(teacher.vae, latents)
+
+
+def image_grid(images: torch.Tensor, columns: int | None = None, pad: int = 2) -> Image.Image:
+    """Tile ``(N, 3, H, W)`` images in ``[0, 1]`` into one RGB image with ``pad`` white pixels between tiles."""
+    count, _, height, width = images.shape
+    columns = columns or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    grid = np.ones((rows * (height + pad) + pad, columns * (width + pad) + pad, 3), dtype=np.float32)
+    for index, image in enumerate(images):
+        top = pad + (index // columns) * (height + pad)
+        left = pad + (index % columns) * (width + pad)
+        grid[top:top + height, left:left + width] = image.permute(1, 2, 0).numpy()
+    return Image.fromarray((grid * 255).round().astype(np.uint8))

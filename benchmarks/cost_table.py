@@ -27,8 +27,11 @@ from tocsr_nas.profiling.cost_table import build_cost_table, verify_cost_table  
 from tocsr_nas.teachers import load_teacher  # noqa: E402
 
 
-def profile_space(name: str, n_verify: int, seed: int) -> dict:
+def profile_space(name: str, n_verify: int, seed: int, threads: int) -> dict:
     """Build one space's cost table, time lookups, verify against whole-model counts (runs in a subprocess)."""
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(threads)
     space = search_spaces.load(name)
     teacher = load_teacher(space.teacher)
     start = time.perf_counter()
@@ -70,22 +73,23 @@ def main() -> None:
     parser.add_argument("--spaces", nargs="+", default=["sd15_nanosd", "tiny_ldm", "tiny_ldm_per_unit"])
     parser.add_argument("--verify", type=int, default=20, help="random archs checked per space")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared machine)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: profile one space and print JSON
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(profile_space(args.one, args.verify, args.seed)))
+        print(json.dumps(profile_space(args.one, args.verify, args.seed, args.threads)))
         return
     rows = []
     for name in args.spaces:
         out = subprocess.run([sys.executable, __file__, "--one", name, "--verify", str(args.verify), "--seed",
-                              str(args.seed)], check=True, capture_output=True, text=True).stdout
+                              str(args.seed), "--threads", str(args.threads)], check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(f"{name}: built in {rows[-1]['build_seconds']:.0f} s", flush=True)
     lines = [
         "Cost table of every shipped search space: fvcore MACs with the SDPA handler (and without attention "
         "matmuls) per candidate at its unit's input shape, ptflops (aten) recorded beside them; batch 1. Build time "
-        "includes the ptflops cross-check. Peak memory is the profiling subprocess's peak RSS. Verification builds "
+        f"includes the ptflops cross-check; torch threads: {args.threads}. Peak memory is the profiling subprocess's peak RSS. Verification builds "
         f"{args.verify} random archs per space as whole compact UNets and counts them from scratch.",
         "",
         "| space | teacher | archs | placements | build (s) | peak RSS (GiB) | cost(arch)/s | vectorised/s | "
@@ -101,7 +105,7 @@ def main() -> None:
             f"{r['ptflops_over_fvcore_no_attention']:.4f} |")
     lines += ["", "Targets (issue 2): sd15_nanosd table in < 10 min and < 12 GiB; >= 100,000 cost(arch) lookups/s; "
               "cost(arch) within 0.5% of the whole-model count, params exact."]
-    write_results("cost_table", {"spaces": rows, "verify": args.verify}, "\n".join(lines) + "\n", args.out)
+    write_results("cost_table", {"spaces": rows, "verify": args.verify, "threads": args.threads}, "\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,19 @@ def test_pipeline_runs_and_resumes(micro_experiment, tmp_path):
     (_, changed), = resolve(micro_experiment, ["search.budget=4"])
     third = run_experiment(changed, tmp_path / "run")
     assert third["surrogates"]["skipped"] and not third["search"]["skipped"] and not third["extract"]["skipped"]
+
+
+def test_sweep_shares_stages_that_do_not_change(micro_experiment, tmp_path):
+    from tocsr_nas.experiments import stage_folders
+
+    runs = resolve(micro_experiment, ["sweep={search.seed: [0, 1]}", "stages=[surrogates, search]"])
+    folders = stage_folders(runs, tmp_path / "micro")
+    (first_dir, first), (second_dir, second) = folders
+    assert first["surrogates"] == second["surrogates"] == tmp_path / "micro" / "surrogates"
+    assert first["search"] == first_dir / "search" != second["search"]
+    assert [config.search.seed for _, config in runs] == [0, 1]
+    assert all(config.surrogates.seed == 0 for _, config in runs)  # the top-level seed, unchanged by the sweep
+    for (_, config), (run_dir, stage_dirs) in zip(runs, folders):
+        run_experiment(config, run_dir, stage_dirs)
+    assert (tmp_path / "micro" / "surrogates" / "manifest.json").is_file()
+    assert all((run_dir / "search" / "trials.jsonl").is_file() for run_dir, _ in folders)

@@ -20,14 +20,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments import check_run_count, resolve, run_experiment  # noqa: PLC0415
+    from ..experiments import check_run_count, resolve, run_experiment, stage_folders  # noqa: PLC0415
 
     runs = resolve(args.experiment, args.overrides)
     check_run_count(runs, args.yes)
-    for suffix, config in runs:
-        run_dir = Path(args.runs_dir) / config.name / suffix if suffix else Path(args.runs_dir) / config.name
+    root = Path(args.runs_dir) / runs[0][1].name
+    for (suffix, config), (run_dir, folders) in zip(runs, stage_folders(runs, root)):
         print(f"run {run_dir}: stages {', '.join(config.stages)}", flush=True)
-        results = run_experiment(config, run_dir)
+        results = run_experiment(config, run_dir, folders)
         for stage, result in results.items():
             state = "skipped (up to date)" if result["skipped"] else f"{result['seconds']:.1f} s"
             print(f"  {stage:<12} {state}")

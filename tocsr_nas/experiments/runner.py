@@ -5,6 +5,7 @@ with the same config hash is skipped, so a killed run resumes at the first unfin
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -30,16 +31,30 @@ def resolve(path: str | Path, overrides: Sequence[str] = ()) -> list[tuple[str, 
     for key, value in parse_overrides(list(overrides)):
         set_dotted(raw, key, value, known=known, source="command line")
     sweep = raw.pop("sweep", {}) or {}
-    base = validate(ExperimentConfig, raw, source=source)
     if not sweep:
-        return [("", base)]
+        return [("", validate(ExperimentConfig, raw, source=source))]
     runs = []
     for point in expand_sweep(sweep, source):
-        data = base.model_dump(mode="json")
+        data = copy.deepcopy(raw)
         for key, value in point.items():
             set_dotted(data, key, value, known=known, source=f"{source}: sweep")
         runs.append((run_suffix(point), validate(ExperimentConfig, data, source=source)))
     return runs
+
+
+def stage_folders(runs: list[tuple[str, ExperimentConfig]], root: Path) -> list[tuple[Path, dict[str, Path]]]:
+    """Each run's folder and its stage folders. A stage whose config is the same in every run of a sweep (e.g. the
+    surrogates when only the search strategy is swept) gets one folder, ``root/<stage>``, shared by all runs."""
+    result = []
+    for suffix, config in runs:
+        run_dir = root / suffix if suffix else root
+        folders = {}
+        for stage in config.stages:
+            shared = len(runs) > 1 and all(stage in c.stages and stage_config(c, stage) == stage_config(config, stage)
+                                           for _, c in runs)
+            folders[stage] = root / stage if shared else run_dir / stage
+        result.append((run_dir, folders))
+    return result
 
 
 def stage_config(config: ExperimentConfig, stage: str) -> dict[str, Any]:
@@ -49,13 +64,18 @@ def stage_config(config: ExperimentConfig, stage: str) -> dict[str, Any]:
     return {"space": dump["space"], "seed": dump["seed"], **{s: dump[s] for s in upstream if s in dump}}
 
 
-def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Run (or resume) every stage of ``config`` in ``run_dir``; returns ``{stage: {seconds, skipped, summary}}``."""
+def run_experiment(config: ExperimentConfig, run_dir: str | Path,
+                   folders: dict[str, Path] | None = None) -> dict[str, Any]:
+    """Run (or resume) every stage of ``config`` in ``run_dir``; returns ``{stage: {seconds, skipped, summary}}``.
+
+    ``folders`` maps stages to folders outside ``run_dir`` (stages shared by the runs of a sweep).
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    folders = {stage: Path(folders[stage]) if folders and stage in folders else run_dir / stage for stage in ORDER}
     results: dict[str, Any] = {}
     for stage in config.stages:
-        folder = run_dir / stage
+        folder = folders[stage]
         section = stage_config(config, stage)
         if is_complete(folder, section):
             logger.info("stage %s: up to date, skipped", stage)
@@ -63,7 +83,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
             continue
         write_manifest(folder, stage, section, config.seed, status="running")
         start = time.perf_counter()
-        summary = STAGES[stage](StageContext(config=config, run_dir=run_dir, stage=stage))
+        summary = STAGES[stage](StageContext(config=config, run_dir=run_dir, stage=stage, folders=folders))
         seconds = time.perf_counter() - start
         write_manifest(folder, stage, section, config.seed, status="complete", seconds=seconds, summary=summary)
         results[stage] = {"skipped": False, "seconds": seconds, "summary": summary}

@@ -40,7 +40,11 @@ class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
 
     @pydantic.model_validator(mode="after")
     def _propagate(self) -> ExperimentConfig:
-        """The top-level space and seed are the ones every stage uses."""
-        self.surrogates = self.surrogates.model_copy(update={"space": self.space, "seed": self.seed})
-        self.search = self.search.model_copy(update={"space": self.space, "seed": self.seed})
+        """The top-level space is every stage's; the top-level seed is the default of every stage's seed."""
+        for name in ("surrogates", "search"):
+            section = getattr(self, name)
+            update = {"space": self.space}
+            if "seed" not in section.model_fields_set:
+                update["seed"] = self.seed
+            setattr(self, name, section.model_copy(update=update))
         return self

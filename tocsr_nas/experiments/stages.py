@@ -24,14 +24,19 @@ class StageContext:
     config: Any  # ExperimentConfig
     run_dir: Path
     stage: str
+    folders: dict[str, Path]  # every stage's folder (shared stages of a sweep live outside run_dir)
 
     @property
     def out(self) -> Path:
-        return self.run_dir / self.stage
+        return self.folders[self.stage]
+
+    def has(self, upstream: str) -> bool:
+        """Whether the upstream stage is part of this experiment or has run before."""
+        return upstream in self.config.stages or self.folders[upstream].exists()
 
     def require(self, upstream: str) -> Path:
         """The folder of a finished upstream stage; a one-line error naming the stage to run when it is missing."""
-        folder = self.run_dir / upstream
+        folder = self.folders[upstream]
         manifest = read_manifest(folder)
         if not manifest or manifest.get("status") != "complete":
             raise ConfigError(f"stage '{self.stage}' needs the output of stage '{upstream}', which has not run: "
@@ -67,7 +72,7 @@ def search_stage(ctx: StageContext) -> dict[str, Any]:
     from ..search.components import build_runner  # noqa: PLC0415
 
     config = ctx.config.search
-    if "surrogates" in ctx.config.stages or (ctx.run_dir / "surrogates").exists():
+    if config.surrogates is None and ctx.has("surrogates"):
         config = config.model_copy(update={"surrogates": str(ctx.require("surrogates"))})
     frame = build_runner(config, ctx.out).run(progress=True)
     return {"trials": len(frame), "complete": int((frame.state == "complete").sum()) if len(frame) else 0}
@@ -87,10 +92,11 @@ def extract_stage(ctx: StageContext) -> dict[str, Any]:
     picked = pick_trial(search_dir, ctx.config.extract.eps)
     space = search_spaces.load(ctx.config.search.space)
     supernet = Supernet(load_teacher(space.teacher), space)
-    if (ctx.run_dir / "surrogates").exists():
+    surrogates = ctx.config.search.surrogates or (ctx.require("surrogates") if ctx.has("surrogates") else None)
+    if surrogates is not None:
         from ..distill.store import load_surrogates  # noqa: PLC0415
 
-        load_surrogates(supernet, ctx.require("surrogates"))
+        load_surrogates(supernet, surrogates)
     arch = space.parse(picked.arch)
     with torch.no_grad():
         supernet.extract(arch).save_pretrained(ctx.out / "compact")
@@ -98,3 +104,11 @@ def extract_stage(ctx: StageContext) -> dict[str, Any]:
                ("loss", "gmacs", "params_m", "params_ratio", "macs_ratio")}}
     (ctx.out / "winner.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+@stage("report")
+def report_stage(ctx: StageContext) -> dict[str, Any]:
+    from analysis.report import build_report  # noqa: PLC0415
+
+    path = build_report(ctx.run_dir, out=ctx.out, eps=ctx.config.search.eps)
+    return {"report": str(path)}

@@ -32,4 +32,9 @@ def run(args: argparse.Namespace) -> int:
             state = "skipped (up to date)" if result["skipped"] else f"{result['seconds']:.1f} s"
             print(f"  {stage:<12} {state}")
         (run_dir / "run_summary.json").write_text(json.dumps(results, indent=1, default=str))
+    if len(runs) > 1 and "search" in runs[0][1].stages and "report" in runs[0][1].stages:
+        from analysis.report import build_comparison  # noqa: PLC0415
+
+        path = build_comparison([run_dir for run_dir, _ in stage_folders(runs, root)], root / "compare")
+        print(f"comparison of {len(runs)} runs: {path}")
     return 0

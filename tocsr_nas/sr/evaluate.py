@@ -1,0 +1,158 @@
+"""SR evaluation by the standard protocol, with reference rows, tables and latency.
+
+For each HR image: crop to a multiple of ``scale``, make the LR by MATLAB bicubic downscaling (8-bit), super-resolve,
+and measure PSNR/SSIM on Y with ``scale`` pixels shaved (:mod:`.metrics`). Reference rows: ``bicubic`` (the LR
+upsampled back) and ``vae-recon`` (the HR image encoded and decoded by the model's VAE: the ceiling any latent
+model with that VAE can reach). Unreadable files and images too small for the scale are skipped with a warning.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL
+
+from ..data.images import load_image
+from ..degradations import BicubicDegradation
+from ..errors import ConfigError
+from ..training.evaluate import reconstruct
+from .metrics import crop_to_scale, psnr_y, ssim_y
+from .model import SRModel
+from .pipeline import predict_latent, upsample_lr, upscale_image
+
+log = logging.getLogger(__name__)
+
+Method = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (lr, hr) -> sr
+Metric = Callable[[torch.Tensor, torch.Tensor], float]  # (sr, hr) -> value
+
+
+def min_hr_side(scale: int) -> int:
+    """The smallest HR side measurable at ``scale``: ``scale`` shaved at both ends plus one 11-px SSIM window."""
+    return 2 * scale + 11
+
+
+def reference_methods(scale: int, vae: AutoencoderKL | None) -> dict[str, Method]:
+    """The ``bicubic`` row and, given a VAE, the ``vae-recon`` row."""
+    methods: dict[str, Method] = {"bicubic": lambda lr, hr: upsample_lr(lr, scale)}
+    if vae is not None:
+        methods["vae-recon"] = lambda lr, hr: reconstruct(vae, hr).clamp(0, 1)
+    return methods
+
+
+def model_method(model: SRModel, *, steps: int = 50, tile: int = 512, overlap: int = 64, seed: int = 0,
+                 fix: str = "none", output: str | None = None) -> Method:
+    """An SR model as an evaluation method (``output`` overrides the model's output mode)."""
+    return lambda lr, hr: upscale_image(model, lr, steps=steps, tile=tile, overlap=overlap, seed=seed, fix=fix,
+                                        output=output)
+
+
+def evaluate_files(methods: Mapping[str, Method], files: Sequence[Path], scale: int, *, dataset: str = "",
+                   extra_metrics: Mapping[str, Metric] | None = None) -> list[dict[str, Any]]:
+    """Per-image rows ``{dataset, image, method, psnr_y, ssim_y, seconds, ...}`` for every method."""
+    degrade = BicubicDegradation(scale)
+    rows = []
+    for path in files:
+        try:
+            hr = crop_to_scale(load_image(path), scale)
+        except ConfigError as err:
+            log.warning("skipping %s: %s", path, err)
+            continue
+        if min(hr.shape[-2:]) < min_hr_side(scale):
+            log.warning("skipping %s: image %dx%d is smaller than %d px, the least scale %d allows (shave + SSIM "
+                        "window)", path, hr.shape[-1], hr.shape[-2], min_hr_side(scale), scale)
+            continue
+        lr = degrade(hr)
+        for name, method in methods.items():
+            start = time.perf_counter()
+            sr = method(lr, hr)
+            seconds = time.perf_counter() - start
+            row = {"dataset": dataset, "image": path.name, "method": name, "psnr_y": psnr_y(sr, hr, scale),
+                   "ssim_y": ssim_y(sr, hr, scale), "seconds": seconds}
+            for metric_name, metric in (extra_metrics or {}).items():
+                row[metric_name] = metric(sr, hr)
+            rows.append(row)
+            log.info("%s %s %s: %.3f dB", dataset, path.name, name, row["psnr_y"])
+    return rows
+
+
+def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mean of every numeric column per ``(dataset, method)``, in first-seen order."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["method"]), []).append(row)
+    summary = []
+    for (dataset, method), members in groups.items():
+        entry: dict[str, Any] = {"dataset": dataset, "method": method, "images": len(members)}
+        for key in members[0]:
+            if key not in {"dataset", "image", "method"}:
+                entry[key] = statistics.fmean(float(m[key]) for m in members)
+        summary.append(entry)
+    return summary
+
+
+@torch.no_grad()
+def measure_latency(model: SRModel, lr_size: int, *, steps: int = 50, repeats: int = 3, seed: int = 0) -> float:
+    """Median seconds to upscale one seeded ``lr_size x lr_size`` image (untiled; one warm-up call first)."""
+    lr = torch.rand(3, lr_size, lr_size, generator=torch.Generator().manual_seed(seed))
+    tile = lr_size * model.scale + model.vae_factor * model.unet_factor
+    upscale_image(model, lr, steps=steps, tile=tile)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        upscale_image(model, lr, steps=steps, tile=tile)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def measure_latent_latency(model: SRModel, lr_size: int, *, steps: int = 50, repeats: int = 3, seed: int = 0) -> float:
+    """Median seconds of the latent-space part alone (the UNet calls, no VAE) for an ``lr_size`` LR image."""
+    side = lr_size * model.scale // model.vae_factor
+    generator = torch.Generator().manual_seed(seed)
+    lr_latent = torch.randn(1, model.net.latent_channels, side, side, generator=generator)
+    noise = torch.randn(lr_latent.shape, generator=generator)
+    predict_latent(model, lr_latent, steps=steps, noise=noise)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict_latent(model, lr_latent, steps=steps, noise=noise)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows to CSV (columns from the first row, then any new keys)."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with path.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A GitHub-flavoured Markdown table of ``rows``."""
+    if not rows:
+        return "(no rows)\n"
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["evaluate_files", "markdown_table", "measure_latency", "measure_latent_latency", "min_hr_side", "model_method", "reference_methods", "summarize",
+           "write_csv"]

@@ -1,0 +1,196 @@
+"""The SR model folder: an adapted UNet, the VAE of its latent space, the noise schedule, scale and kind.
+
+A folder holds
+
+* ``sr_model.json``: ``{"format": "tocsr-nas/sr-model", "version", "kind", "scale", "lr_channels",
+  "timestep", "start_timestep", "output", "backbone": {"type": "unet"|"compact", "unet_config", "choices"?, "meta"?}, "context_shape",
+  "scheduler": {DDPMScheduler config}, "vae": {"folder": "vae", "sha256": ...}, "info": {...}}``;
+* ``model.safetensors``: the adapted UNet (``unet.*``) and its context (``context``);
+* ``vae/``: the VAE (``vae.json`` + ``vae.safetensors``), copied in so the folder is self-contained.
+
+``kind`` is ``sr-diffusion`` (K-step DDIM sampling, epsilon prediction) or ``sr-onestep`` (one call at the
+fixed ``timestep``). ``output`` is how pixels are made from the predicted latent ``z``: ``direct`` decodes it;
+``residual`` adds the decoded change to the bicubic image, ``bicubic + D(z) - D(z_LR)``, so the VAE's own
+reconstruction error largely cancels (see :func:`~tocsr_nas.sr.pipeline.to_pixels`). Loading rebuilds the UNet from the JSON alone (never executes code from the folder) and
+refuses a folder of another format or kind with a one-line :class:`~tocsr_nas.errors.ConfigError`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..compact import CompactUNet, UnitChoice
+from ..errors import ConfigError
+from ..training.checkpoint import sha256_file
+from ..vae import VAE_WEIGHTS_FILE, load_vae, save_vae
+from .adapt import SRUNet, diffusers_unet, widen_conv_in
+
+FORMAT = "tocsr-nas/sr-model"
+FORMAT_VERSION = 1
+CONFIG_NAME = "sr_model.json"
+WEIGHTS_NAME = "model.safetensors"
+VAE_DIR = "vae"
+KINDS = ("sr-diffusion", "sr-onestep")
+OUTPUTS = ("direct", "residual")
+
+
+@dataclasses.dataclass
+class SRModel:
+    """Everything needed to super-resolve: the adapted net, its VAE and schedule, the scale and the kind.
+
+    ``timestep`` is the fixed timestep of a one-step model (``None`` for a diffusion model); ``start_timestep`` is
+    where a diffusion model's sampling starts from the noised LR latent (``None``: from pure noise at ``T``).
+    """
+
+    net: SRUNet
+    vae: AutoencoderKL
+    scheduler: DDPMScheduler
+    kind: str
+    scale: int
+    timestep: int | None = None
+    start_timestep: int | None = None
+    output: str = "direct"
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"unknown SR model kind {self.kind!r}", key="kind", allowed=list(KINDS))
+        if self.output not in OUTPUTS:
+            raise ConfigError(f"unknown output mode {self.output!r}", key="output", allowed=list(OUTPUTS))
+        if self.kind == "sr-onestep" and self.timestep is None:
+            raise ConfigError("a one-step model needs a timestep", key="timestep")
+
+    @property
+    def vae_factor(self) -> int:
+        """Pixels per latent pixel of the VAE."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def unet_factor(self) -> int:
+        """Latent pixels per deepest UNet feature pixel (the latent size must be a multiple of it)."""
+        return 2 ** (len(diffusers_unet(self.net.unet).config.block_out_channels) - 1)
+
+
+def _backbone_json(net: SRUNet) -> dict[str, Any]:
+    inner = diffusers_unet(net.unet)
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(inner.config).items()
+              if not k.startswith("_")}
+    if isinstance(net.unet, CompactUNet):
+        return {"type": "compact", "unet_config": config,
+                "choices": {path: c.to_json() for path, c in net.unet.choices.items()}, "meta": net.unet.meta}
+    return {"type": "unet", "unet_config": config}
+
+
+def save_sr_model(model: SRModel, folder: str | Path) -> Path:
+    """Write ``model`` to ``folder`` atomically (a temp folder renamed into place; an old folder is replaced)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lr_channels = int(diffusers_unet(model.net.unet).conv_in.in_channels) - model.net.latent_channels
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        save_vae(model.vae, tmp / VAE_DIR)
+        state = {k: v.detach().float().contiguous() for k, v in model.net.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT, "kind": model.kind})
+        config = {
+            "format": FORMAT, "version": FORMAT_VERSION, "kind": model.kind, "scale": model.scale,
+            "timestep": model.timestep, "start_timestep": model.start_timestep, "output": model.output, "lr_channels": lr_channels, "backbone": _backbone_json(model.net),
+            "context_shape": list(model.net.context.shape),
+            "scheduler": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.scheduler.config).items()
+                          if not k.startswith("_")},
+            "vae": {"folder": VAE_DIR, "sha256": sha256_file(tmp / VAE_DIR / VAE_WEIGHTS_FILE)},
+            "weights_sha256": sha256_file(tmp / WEIGHTS_NAME),
+            "info": model.info,
+        }
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def read_sr_config(folder: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """The validated ``sr_model.json`` of ``folder``; ``kind`` (if given) must match."""
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(f"not an SR model folder (no {CONFIG_NAME})", source=folder)
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"malformed JSON ({err})", source=path) from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise ConfigError(f"unknown format {found!r}", source=path, key="format", allowed=[FORMAT])
+    if config.get("version") != FORMAT_VERSION:
+        raise ConfigError(f"unsupported version {config.get('version')!r}", source=path, key="version",
+                          allowed=[FORMAT_VERSION])
+    allowed = list(KINDS) if kind is None else [kind]
+    if config.get("kind") not in allowed:
+        raise ConfigError(f"model kind {config.get('kind')!r} is not accepted here", source=path, key="kind",
+                          allowed=allowed)
+    return config
+
+
+def _build_net(config: dict[str, Any], path: Path) -> SRUNet:
+    backbone = config.get("backbone", {})
+    if not isinstance(backbone, dict) or backbone.get("type") not in {"unet", "compact"}:
+        found = backbone.get("type") if isinstance(backbone, dict) else backbone
+        raise ConfigError(f"unknown backbone type {found!r}", source=path, key="backbone.type",
+                          allowed=["unet", "compact"])
+    try:
+        unet: torch.nn.Module = UNet2DConditionModel(**backbone["unet_config"])
+        if backbone["type"] == "compact":
+            choices = {p: UnitChoice.from_json(c) for p, c in backbone["choices"].items()}
+            unet = CompactUNet.build(unet, choices, meta=backbone.get("meta"))
+        widen_conv_in(unet, int(config["lr_channels"]))
+        return SRUNet(unet, torch.zeros(*config["context_shape"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"invalid backbone ({type(err).__name__}: {err})", source=path, key="backbone") from None
+
+
+def load_sr_model(folder: str | Path, kind: str | None = None) -> SRModel:
+    """Load an SR model folder (weights verified against the recorded sha256); ``kind`` restricts what is accepted."""
+    folder = Path(folder)
+    config = read_sr_config(folder, kind)
+    path = folder / CONFIG_NAME
+    net = _build_net(config, path)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ConfigError("weights file not found", source=weights)
+    if config.get("weights_sha256") and sha256_file(weights) != config["weights_sha256"]:
+        raise ConfigError("weights file corrupted (sha256 does not match sr_model.json)", source=weights)
+    try:
+        net.load_state_dict(load_file(str(weights)), strict=True)
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise ConfigError(f"weights do not match the config ({str(err).splitlines()[0]})", source=weights) from None
+    vae_dir = folder / str(config.get("vae", {}).get("folder", VAE_DIR))
+    expected = config.get("vae", {}).get("sha256")
+    if expected and (vae_dir / VAE_WEIGHTS_FILE).is_file() and sha256_file(vae_dir / VAE_WEIGHTS_FILE) != expected:
+        raise ConfigError("VAE weights corrupted (sha256 does not match sr_model.json)", source=vae_dir)
+    vae = load_vae(vae_dir)
+    try:
+        scheduler = DDPMScheduler.from_config(config["scheduler"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"invalid scheduler ({err})", source=path, key="scheduler") from None
+    scale = config.get("scale")
+    if not isinstance(scale, int) or scale < 1:
+        raise ConfigError(f"invalid scale {scale!r}", source=path, key="scale", allowed="a positive integer")
+    return SRModel(net=net.eval(), vae=vae.eval(), scheduler=scheduler, kind=config["kind"], scale=scale,
+                   timestep=config.get("timestep"), start_timestep=config.get("start_timestep"),
+                   output=config.get("output", "direct"),
+                   info=dict(config.get("info", {})))
+
+
+__all__ = ["CONFIG_NAME", "FORMAT", "KINDS", "OUTPUTS", "SRModel", "load_sr_model", "read_sr_config", "save_sr_model"]

@@ -1,0 +1,140 @@
+"""SR inference: K-step DDIM sampling conditioned on the LR latent, one-step prediction, whole-image upscaling.
+
+Latent conventions: the LR image is upsampled (MATLAB bicubic) to the HR size and encoded by the VAE
+(posterior mean times ``scaling_factor``); the SR net sees ``noisy HR latent ++ LR latent``.
+
+* ``sr-diffusion``: epsilon prediction; :func:`ddim_latent` runs DDIM (``eta = 0``) from seeded noise, or, when
+  the model has a ``start_timestep``, from the LR latent noised to that timestep (SDEdit-style).
+* ``sr-onestep``: one call at the fixed timestep ``t`` with ``x_t = sqrt(abar_t) * z_LR`` (no noise); the
+  output is read through the schedule's x0 formula, ``x0 = (x_t - sqrt(1 - abar_t) * out) / sqrt(abar_t)``,
+  i.e. ``x0 = z_LR - sqrt((1 - abar_t) / abar_t) * out``. This fixed affine map makes the student's output an
+  x0 (clean HR latent) prediction while its initialisation from the epsilon-predicting SR model stays meaningful.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler
+
+from ..degradations import imresize
+from ..vae import encode_latents
+from .adapt import SRUNet
+from .colorfix import color_fix
+from .model import SRModel
+from .tiling import tiled_apply
+
+
+def decode(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
+    """Images (about ``[0, 1]``, not clamped) from scaled latents; differentiable (for pixel losses)."""
+    return (vae.decode(latents / float(vae.config.scaling_factor)).sample + 1) / 2
+
+
+def to_pixels(vae: AutoencoderKL, latent: torch.Tensor, lr_latent: torch.Tensor, upsampled: torch.Tensor,
+              output: str) -> torch.Tensor:
+    """Pixels from a predicted HR latent: ``D(latent)`` (``direct``) or ``upsampled + D(latent) - D(lr_latent)``.
+
+    ``residual`` keeps the bicubic image wherever the model leaves the LR latent unchanged, so only the change the
+    model makes passes through the decoder; ``D(lr_latent)`` carries no gradient. Not clamped.
+    """
+    image = decode(vae, latent)
+    if output == "residual":
+        with torch.no_grad():
+            base = decode(vae, lr_latent)
+        image = upsampled + image - base
+    return image
+
+
+def onestep_latent(net: SRUNet, scheduler: DDPMScheduler, timestep: int, lr_latent: torch.Tensor) -> torch.Tensor:
+    """The HR latent predicted in one forward pass at ``timestep`` (differentiable)."""
+    abar = scheduler.alphas_cumprod[timestep].to(lr_latent.dtype)
+    sample = abar.sqrt() * lr_latent
+    t = torch.full((len(lr_latent),), timestep, dtype=torch.long, device=lr_latent.device)
+    out = net(sample, lr_latent, t)
+    return (sample - (1 - abar).sqrt() * out) / abar.sqrt()
+
+
+def ddim_timesteps(scheduler: DDPMScheduler, steps: int, start: int | None = None) -> tuple[DDIMScheduler, torch.Tensor]:
+    """A DDIM scheduler and the (at most ``steps``) timesteps to run, all ``<= start`` when ``start`` is given.
+
+    With ``start``, the schedule is made fine enough that about ``steps`` of its timesteps fall in ``[0, start]``.
+    """
+    ddim = DDIMScheduler.from_config(scheduler.config)
+    total = int(scheduler.config.num_train_timesteps)
+    ddim.set_timesteps(steps if start is None else min(total, max(steps, round(steps * total / (start + 1)))))
+    timesteps = ddim.timesteps if start is None else ddim.timesteps[ddim.timesteps <= start][:steps]
+    return ddim, timesteps
+
+
+@torch.no_grad()
+def ddim_latent(net: SRUNet, scheduler: DDPMScheduler, lr_latent: torch.Tensor, steps: int,
+                noise: torch.Tensor, start: int | None = None) -> torch.Tensor:
+    """The HR latent from ``steps`` DDIM steps (``eta = 0``).
+
+    Without ``start`` sampling begins at pure ``noise``; with ``start`` (SDEdit-style, as SR models usually do)
+    it begins at the LR latent noised to the first timestep ``<= start``.
+    """
+    ddim, timesteps = ddim_timesteps(scheduler, steps, start)
+    if start is None:
+        latents = noise * ddim.init_noise_sigma
+    else:
+        latents = scheduler.add_noise(lr_latent, noise, timesteps[:1])
+    for t in timesteps:
+        eps = net(ddim.scale_model_input(latents, t), lr_latent, t.expand(len(latents)))
+        latents = ddim.step(eps, t, latents, eta=0.0).prev_sample
+    return latents
+
+
+@torch.no_grad()
+def predict_latent(model: SRModel, lr_latent: torch.Tensor, *, steps: int = 50,
+                   noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The HR latent for ``lr_latent``: one call (one-step model) or ``steps`` DDIM steps (diffusion model)."""
+    if model.kind == "sr-onestep":
+        return onestep_latent(model.net, model.scheduler, int(model.timestep), lr_latent)
+    if noise is None:
+        noise = torch.randn(lr_latent.shape, generator=generator)
+    return ddim_latent(model.net, model.scheduler, lr_latent, steps, noise, model.start_timestep)
+
+
+def upsample_lr(lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """MATLAB-bicubic upsampling of ``(C, h, w)`` by ``scale``, clamped to ``[0, 1]``."""
+    return imresize(lr, float(scale)).clamp(0, 1)
+
+
+@torch.no_grad()
+def upscale_image(model: SRModel, lr: torch.Tensor, *, steps: int = 50, tile: int = 512, overlap: int = 64,
+                  seed: int = 0, fix: str = "none", output: str | None = None) -> torch.Tensor:
+    """Super-resolve one ``(3, h, w)`` image in ``[0, 1]`` to ``(3, h * scale, w * scale)``.
+
+    The bicubic-upsampled image is padded (replicate) to a multiple of the VAE and UNet strides and processed
+    in overlapping ``tile``-pixel tiles (HR pixels; memory is bounded by the tile), blended by
+    :func:`~tocsr_nas.sr.tiling.tiled_apply`. The diffusion model's initial noise is drawn once for the whole
+    image from ``seed`` and sliced per tile. ``fix`` is a colour fix towards the bicubic image; ``output``
+    overrides the model's output mode (``direct`` or ``residual``, see :func:`to_pixels`).
+    """
+    output = output or model.output
+    height, width = lr.shape[-2] * model.scale, lr.shape[-1] * model.scale
+    upsampled = upsample_lr(lr, model.scale)
+    align = model.vae_factor * model.unet_factor
+    padded = F.pad(upsampled[None], (0, (-width) % align, 0, (-height) % align), mode="replicate")[0]
+    full_h, full_w = padded.shape[-2:]
+    factor = model.vae_factor
+    noise = None
+    if model.kind == "sr-diffusion":
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn(1, model.net.latent_channels, full_h // factor, full_w // factor, generator=generator)
+
+    def run_tile(region: tuple[int, int, int, int]) -> torch.Tensor:
+        top, left, bottom, right = region
+        crop = padded[None, :, top:bottom, left:right]
+        lr_latent = encode_latents(model.vae, crop)
+        tile_noise = None if noise is None else noise[..., top // factor:bottom // factor, left // factor:right // factor]
+        latent = predict_latent(model, lr_latent, steps=steps, noise=tile_noise)
+        return to_pixels(model.vae, latent, lr_latent, crop, output)[0].clamp(0, 1)
+
+    tile_px = max(align, tile // align * align)
+    output = tiled_apply(run_tile, full_h, full_w, tile_px, min(overlap, tile_px - align), align)
+    output = output[:, :height, :width]
+    return color_fix(output, upsampled, fix)
+
+
+__all__ = ["ddim_latent", "ddim_timesteps", "decode", "onestep_latent", "predict_latent", "to_pixels", "upsample_lr", "upscale_image"]

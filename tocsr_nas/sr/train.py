@@ -1,0 +1,294 @@
+"""SR recipes for the shared training loop: SR adaptation (``sr-adapt``) and one-step distillation (``sr-onestep``).
+
+* ``sr-adapt``: a UNet (the teacher, a compact UNet folder, or an arch extracted from the supernet) gets the LR
+  latent as zero-initialised extra input channels and is fine-tuned as a conditional latent diffusion model
+  (epsilon prediction, MSE, timesteps up to ``start_timestep``) on seeded HR/LR pairs. Exports an
+  ``sr-diffusion`` model folder to ``out/model``.
+* ``sr-onestep``: a student initialised from an ``sr-diffusion`` folder predicts the HR latent in one call at a
+  fixed timestep (see :mod:`.pipeline`). Losses (weights in the recipe): L1/L2 to the multi-step teacher's DDIM
+  output latent for the same LR input, to the ground-truth latent, to the HR pixels (through the frozen VAE, made
+  as the ``output`` mode makes them: ``direct`` or ``residual``, see :func:`~.pipeline.to_pixels`), optionally LPIPS (local weight files) and a non-saturating adversarial loss from a small patch
+  discriminator. Exports an ``sr-onestep`` model folder to ``out/model``.
+
+Both run under the shared :func:`~tocsr_nas.training.loop.train` (accelerate, tqdm, safetensors checkpoints,
+exact resume), so ``accelerate launch`` works unchanged.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler
+from torch import nn
+from torch.func import functional_call
+
+from ..compact import CompactUNet
+from ..data.images import resolve_image_files
+from ..degradations import make_degradation
+from ..errors import ConfigError
+from ..teachers import load_teacher
+from ..teachers.weights import load_scheduler, weights_folder
+from ..training.config import DataConfig, LoopConfig
+from ..training.loop import train
+from ..training.teacher_recipe import SchedulerConfig
+from ..vae import encode_latents, load_vae
+from .adapt import SRUNet, adapt_unet
+from .data import SRPairDataset, split_pair
+from .model import SRModel, load_sr_model, save_sr_model
+from .pipeline import ddim_latent, onestep_latent, to_pixels
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = "model"
+
+
+class BackboneConfig(pydantic.BaseModel, extra="forbid"):
+    """The UNet to adapt: the teacher itself, a compact UNet folder, or an arch of ``space`` over the teacher."""
+
+    teacher: str = "tiny-ldm"
+    compact: str | None = None
+    arch: str | None = None
+    space: str = "tiny_ldm"
+
+
+class SRAdaptRecipe(pydantic.BaseModel, extra="forbid"):
+    """An ``sr_adapt.yaml`` file."""
+
+    recipe: Literal["sr-adapt"] = "sr-adapt"
+    backbone: BackboneConfig = BackboneConfig()
+    vae: str | None = None  # VAE folder; default: the teacher's shipped VAE
+    scale: Literal[2, 3, 4] = 4
+    degradation: str | dict[str, Any] = "bicubic"
+    data: DataConfig = DataConfig()
+    loop: LoopConfig
+    scheduler: SchedulerConfig | None = None  # default: the teacher's training schedule (or the DDPM default)
+    output: Literal["direct", "residual"] = "residual"  # pixels from the latent at inference (see .pipeline)
+    # Training timesteps are drawn from [0, start_timestep]; sampling starts from the LR latent noised to it.
+    # null: the whole schedule, and sampling from pure noise.
+    start_timestep: int | None = pydantic.Field(None, ge=0)
+
+
+class OneStepLoss(pydantic.BaseModel, extra="forbid"):
+    """Loss weights of the one-step student (0 disables a term)."""
+
+    teacher_l1: float = pydantic.Field(0.0, ge=0)
+    teacher_l2: float = pydantic.Field(1.0, ge=0)
+    latent_l1: float = pydantic.Field(0.0, ge=0)
+    latent_l2: float = pydantic.Field(1.0, ge=0)
+    pixel_l1: float = pydantic.Field(1.0, ge=0)
+    pixel_l2: float = pydantic.Field(0.0, ge=0)
+    lpips: float = pydantic.Field(0.0, ge=0)
+    lpips_backbone: str | None = None  # local AlexNet features weights (needed when lpips > 0)
+    lpips_linear: str | None = None  # local LPIPS linear-layer weights (needed when lpips > 0)
+    adversarial: float = pydantic.Field(0.0, ge=0)
+    disc_channels: int = pydantic.Field(32, gt=0)
+
+
+class SROneStepRecipe(pydantic.BaseModel, extra="forbid"):
+    """An ``sr_onestep.yaml`` file."""
+
+    recipe: Literal["sr-onestep"] = "sr-onestep"
+    init: str  # sr-diffusion model folder: the student's initialisation and the multi-step teacher
+    timestep: int = pydantic.Field(200, ge=0)
+    teacher_steps: int = pydantic.Field(20, gt=0)  # DDIM steps of the teacher's targets
+    output: Literal["direct", "residual"] = "residual"  # pixels from the latent (pixel losses and inference)
+    degradation: str | dict[str, Any] = "bicubic"
+    data: DataConfig = DataConfig()
+    loop: LoopConfig
+    loss: OneStepLoss = OneStepLoss()
+
+
+def build_backbone(config: BackboneConfig) -> tuple[nn.Module, torch.Tensor, Any]:
+    """``(unet, context (L, D), teacher)`` for a backbone config."""
+    teacher = load_teacher(config.teacher)
+    if config.compact is not None and config.arch is not None:
+        raise ConfigError("give either backbone.compact or backbone.arch, not both", key="backbone")
+    unet: nn.Module = teacher.unet
+    if config.compact is not None:
+        unet = CompactUNet.from_pretrained(config.compact)
+    elif config.arch is not None:
+        import search_spaces  # noqa: PLC0415 (only needed for an arch backbone)
+
+        from ..supernet import Supernet  # noqa: PLC0415
+
+        space = search_spaces.load(config.space)
+        try:
+            arch = space.parse(config.arch)
+        except ValueError as err:
+            raise ConfigError(f"invalid arch ({err})", key="backbone.arch") from None
+        unet = Supernet(teacher, space).extract(arch)
+    with torch.no_grad():
+        context = teacher.context(1).detach()[0]
+    return unet, context, teacher
+
+
+def _scheduler(recipe: SRAdaptRecipe) -> DDPMScheduler:
+    if recipe.scheduler is not None:
+        return recipe.scheduler.build()
+    folder = weights_folder(recipe.backbone.teacher)
+    if folder is not None and folder.is_dir():
+        return load_scheduler(folder)
+    return SchedulerConfig().build()
+
+
+class SRDiffusionTask:
+    """Epsilon-prediction MSE of the adapted UNet on HR latents, conditioned on the LR latents."""
+
+    def __init__(self, net: SRUNet, vae: AutoencoderKL, scheduler: DDPMScheduler,
+                 max_timestep: int | None = None) -> None:
+        self.model: nn.Module = net
+        self.vae, self.scheduler = vae.eval().requires_grad_(False), scheduler
+        limit = int(scheduler.config.num_train_timesteps)
+        self.num_timesteps = limit if max_timestep is None else min(limit, max_timestep + 1)
+
+    def loss(self, model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """Denoising MSE of one batch of ``HR ++ upsampled LR`` pairs."""
+        hr, lr_up = split_pair(batch)
+        hr_latent, lr_latent = encode_latents(self.vae, hr), encode_latents(self.vae, lr_up)
+        noise = torch.randn(hr_latent.shape, generator=generator).to(hr_latent.device)
+        timesteps = torch.randint(0, self.num_timesteps, (len(hr),), generator=generator)
+        noisy = self.scheduler.add_noise(hr_latent, noise, timesteps)
+        loss = F.mse_loss(model(noisy, lr_latent, timesteps.to(hr.device)), noise)
+        return loss, {"loss": loss.item()}
+
+
+def run_sr_adapt(recipe: SRAdaptRecipe, out_dir: str | Path, *, resume: bool = True,
+                 stop_after: int | None = None) -> dict[str, Any]:
+    """Adapt and fine-tune; when finished, export ``out_dir/model`` (kind ``sr-diffusion``)."""
+    out_dir = Path(out_dir)
+    torch.manual_seed(recipe.loop.seed)  # diffusers and supernet ops initialise from the global generator
+    unet, context, teacher = build_backbone(recipe.backbone)
+    vae = load_vae(recipe.vae) if recipe.vae is not None else teacher.vae
+    if vae is None:
+        raise ConfigError("no VAE: give vae: (a VAE folder) or a teacher with shipped weights", key="vae")
+    scheduler = _scheduler(recipe)
+    degradation = make_degradation(recipe.degradation, scale=recipe.scale)
+    loop = recipe.loop
+    dataset = SRPairDataset(resolve_image_files(recipe.data.source), recipe.data.crop_size,
+                            loop.steps * loop.batch_size, degradation, loop.seed, recipe.data.flips)
+    net = adapt_unet(unet, context)
+    task = SRDiffusionTask(net, vae, scheduler, recipe.start_timestep)
+    result = train(task, dataset, loop, out_dir, resume=resume, stop_after=stop_after)
+    summary: dict[str, Any] = {"recipe": "sr-adapt", "steps": result.step, "resumed_from": result.resumed_from,
+                               "wall_s": result.wall_s, "final": result.history[-1] if result.history else {}}
+    if result.step >= loop.steps:
+        info = {"recipe": recipe.model_dump(), "steps": result.step, "degradation": str(recipe.degradation)}
+        model = SRModel(net=result.model, vae=vae, scheduler=scheduler, kind="sr-diffusion", scale=recipe.scale,
+                        start_timestep=recipe.start_timestep, output=recipe.output, info=info)
+        summary["model"] = str(save_sr_model(model, out_dir / MODEL_DIR))
+    return summary
+
+
+class PatchDiscriminator(nn.Module):
+    """A small PatchGAN: strided convs to a map of real/fake logits (input in ``[-1, 1]``)."""
+
+    def __init__(self, channels: int = 32, in_channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_channels
+        for out in (channels, channels * 2, channels * 4):
+            layers += [nn.Conv2d(width, out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            width = out
+        layers.append(nn.Conv2d(width, 1, 3, padding=1))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layers(images)
+
+
+class OneStepModel(nn.Module):
+    """The trainable modules of one-step distillation: the student and (optionally) the discriminator."""
+
+    def __init__(self, student: SRUNet, discriminator: PatchDiscriminator | None) -> None:
+        super().__init__()
+        self.student = student
+        self.discriminator = discriminator
+
+
+class OneStepTask:
+    """The one-step student's weighted losses (see the module doc)."""
+
+    def __init__(self, teacher: SRModel, timestep: int, teacher_steps: int, weights: OneStepLoss,
+                 lpips: nn.Module | None = None, output: str = "residual") -> None:
+        if weights.adversarial > 0:
+            torch.manual_seed(0)  # the discriminator's init
+        disc = PatchDiscriminator(weights.disc_channels) if weights.adversarial > 0 else None
+        self.model: nn.Module = OneStepModel(copy.deepcopy(teacher.net).train(), disc)
+        self.teacher = teacher.net.eval().requires_grad_(False)
+        self.vae = teacher.vae.eval().requires_grad_(False)
+        self.scheduler, self.timestep, self.teacher_steps = teacher.scheduler, timestep, teacher_steps
+        self.start = teacher.start_timestep
+        self.weights, self.lpips, self.output = weights, lpips, output
+
+    def loss(self, model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """Weighted sum of the enabled terms (and the discriminator's own loss) for one batch."""
+        model = getattr(model, "module", model)  # unwrap DDP under accelerate launch
+        w = self.weights
+        hr, lr_up = split_pair(batch)
+        hr_latent, lr_latent = encode_latents(self.vae, hr), encode_latents(self.vae, lr_up)
+        latent = onestep_latent(model.student, self.scheduler, self.timestep, lr_latent)
+        terms: dict[str, tuple[float, torch.Tensor]] = {}
+        if w.teacher_l1 or w.teacher_l2:
+            noise = torch.randn(lr_latent.shape, generator=generator).to(lr_latent.device)
+            target = ddim_latent(self.teacher, self.scheduler, lr_latent, self.teacher_steps, noise, self.start)
+            terms["teacher_l1"] = (w.teacher_l1, (latent - target).abs().mean())
+            terms["teacher_l2"] = (w.teacher_l2, (latent - target).square().mean())
+        terms["latent_l1"] = (w.latent_l1, (latent - hr_latent).abs().mean())
+        terms["latent_l2"] = (w.latent_l2, (latent - hr_latent).square().mean())
+        if w.pixel_l1 or w.pixel_l2 or w.lpips or w.adversarial:
+            image = to_pixels(self.vae, latent, lr_latent, lr_up, self.output)
+            terms["pixel_l1"] = (w.pixel_l1, (image - hr).abs().mean())
+            terms["pixel_l2"] = (w.pixel_l2, (image - hr).square().mean())
+            if w.lpips:
+                terms["lpips"] = (w.lpips, self.lpips(image, hr).mean())
+            if w.adversarial:
+                disc = model.discriminator
+                frozen = {k: v.detach() for k, v in disc.named_parameters()}
+                fake_logits = functional_call(disc, frozen, (image * 2 - 1,))
+                terms["adv_g"] = (w.adversarial, F.softplus(-fake_logits).mean())
+                d_loss = (F.softplus(-disc(hr * 2 - 1)).mean() + F.softplus(disc(image.detach() * 2 - 1)).mean())
+                terms["adv_d"] = (1.0, d_loss)
+        total = sum(weight * value for weight, value in terms.values() if weight)
+        metrics = {name: float(value.detach()) for name, (weight, value) in terms.items() if weight}
+        metrics["loss"] = float(total.detach())
+        return total, metrics
+
+
+def run_sr_onestep(recipe: SROneStepRecipe, out_dir: str | Path, *, resume: bool = True,
+                   stop_after: int | None = None) -> dict[str, Any]:
+    """Distil; when finished, export ``out_dir/model`` (kind ``sr-onestep``)."""
+    out_dir = Path(out_dir)
+    teacher = load_sr_model(recipe.init, kind="sr-diffusion")
+    num_steps = int(teacher.scheduler.config.num_train_timesteps)
+    if recipe.timestep >= num_steps:
+        raise ConfigError(f"timestep {recipe.timestep} out of range", key="timestep", allowed=f"0..{num_steps - 1}")
+    lpips = None
+    if recipe.loss.lpips > 0:
+        from .metrics import load_lpips  # noqa: PLC0415 (only with local weight files)
+
+        if recipe.loss.lpips_backbone is None or recipe.loss.lpips_linear is None:
+            raise ConfigError("lpips > 0 needs local weight files", key="loss.lpips_backbone")
+        lpips = load_lpips(recipe.loss.lpips_backbone, recipe.loss.lpips_linear).requires_grad_(False)
+    degradation = make_degradation(recipe.degradation, scale=teacher.scale)
+    loop = recipe.loop
+    dataset = SRPairDataset(resolve_image_files(recipe.data.source), recipe.data.crop_size,
+                            loop.steps * loop.batch_size, degradation, loop.seed, recipe.data.flips)
+    task = OneStepTask(teacher, recipe.timestep, recipe.teacher_steps, recipe.loss, lpips, recipe.output)
+    result = train(task, dataset, loop, out_dir, resume=resume, stop_after=stop_after)
+    summary: dict[str, Any] = {"recipe": "sr-onestep", "steps": result.step, "resumed_from": result.resumed_from,
+                               "wall_s": result.wall_s, "final": result.history[-1] if result.history else {}}
+    if result.step >= loop.steps:
+        info = {"recipe": recipe.model_dump(), "steps": result.step, "init": str(recipe.init)}
+        model = SRModel(net=result.model.student, vae=teacher.vae, scheduler=teacher.scheduler, kind="sr-onestep",
+                        scale=teacher.scale, timestep=recipe.timestep, output=recipe.output, info=info)
+        summary["model"] = str(save_sr_model(model, out_dir / MODEL_DIR))
+    return summary
+
+
+__all__ = ["BackboneConfig", "OneStepLoss", "OneStepTask", "PatchDiscriminator", "SRAdaptRecipe",
+           "SRDiffusionTask", "SROneStepRecipe", "build_backbone", "run_sr_adapt", "run_sr_onestep"]

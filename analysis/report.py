@@ -1,7 +1,7 @@
 """Markdown reports: one run (search, surrogates, SR metrics) or several searches side by side.
 
 A *run* is a search folder (it has ``trials.jsonl``) or an experiment folder ``runs/<name>/`` with stage
-subfolders: ``search/``, ``surrogates/`` (a ``*.csv`` error table), ``sr/`` or ``eval/`` (a metrics ``*.csv``).
+subfolders: ``search/``, ``surrogates/`` (a ``*.csv`` error table), ``evaluate/`` (the SR ``summary.csv``).
 What exists is reported; what does not is named as missing.
 """
 from __future__ import annotations
@@ -67,7 +67,7 @@ def find_stages(run: str | Path) -> RunStages:
         raise ConfigError("not a folder (expected a search folder or a runs/<name>/ folder)", source=root)
     search = root if (root / TRIALS_FILE).is_file() else root / "search" if (root / "search" / TRIALS_FILE).is_file() else None
     surrogates = tuple(sorted((root / "surrogates").glob("*.csv")))
-    sr = tuple(path for name in ("sr", "eval") for path in sorted((root / name).glob("*.csv")))
+    sr = tuple(sorted((root / "evaluate").glob("summary.csv")))
     return RunStages(root, search, surrogates, sr)
 
 
@@ -204,8 +204,8 @@ def build_report(run: str | Path, out: str | Path | None = None, *, eps: Sequenc
     """
     stages = find_stages(run)
     if len(stages.missing) == 3:
-        raise ConfigError("no stage output here (expected trials.jsonl, search/, surrogates/*.csv, sr/*.csv or "
-                          "eval/*.csv)", source=run)
+        raise ConfigError("no stage output here (expected trials.jsonl, search/, surrogates/*.csv or "
+                          "evaluate/summary.csv)", source=run)
     out = Path(out) if out is not None else stages.root / "report"
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Report: `{stages.root}`", ""]

@@ -195,8 +195,8 @@ def test_report_of_an_experiment_folder(searches, tmp_path):
     (run / "search").mkdir(parents=True)
     for name in ("trials.jsonl", "strategy_state.json"):
         (run / "search" / name).write_bytes((searches / "evolution-1" / name).read_bytes())
-    (run / "eval").mkdir()
-    pd.DataFrame({"model": ["teacher", "winner"], "psnr": [28.1, 27.5]}).to_csv(run / "eval" / "metrics.csv", index=False)
+    (run / "evaluate").mkdir()
+    pd.DataFrame({"model": ["teacher", "winner"], "psnr": [28.1, 27.5]}).to_csv(run / "evaluate" / "summary.csv", index=False)
     assert find_stages(run).missing == ["surrogates"]
     text = build_report(run, load_space=False).read_text()
     assert "Missing stages: surrogates." in text and "## Super-resolution" in text and "| winner | 27.5 |" in text

@@ -100,3 +100,29 @@ def test_sweep_shares_stages_that_do_not_change(micro_experiment, tmp_path):
         run_experiment(config, run_dir, stage_dirs)
     assert (tmp_path / "micro" / "surrogates" / "manifest.json").is_file()
     assert all((run_dir / "search" / "trials.jsonl").is_file() for run_dir, _ in folders)
+
+
+def test_quickstart_smoke(tmp_path):
+    """The README's main job, end to end on the shipped tiny-ldm teacher, with every budget cut to a few steps."""
+    import numpy as np
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(images / "noise.png")
+    overrides = [
+        "surrogates.steps=2", "surrogates.held_out_samples=2", "search.strategy=random", "search.budget=2",
+        "search.validation.count=2", "search.validation.batch_size=2", "search.eps=[10]",
+        "sr.loop.steps=2", "sr.loop.batch_size=1", "sr.data.crop_size=64", "sr.loop.checkpoint_every=2",
+        "onestep.loop.steps=2", "onestep.loop.batch_size=1", "onestep.data.crop_size=64", "onestep.teacher_steps=1",
+        "onestep.loop.checkpoint_every=2", f"evaluate.data=[{images}]", "evaluate.diffusion_steps=1",
+        "evaluate.latency_size=16",
+    ]
+    (_, config), = resolve(EXPERIMENTS[[p.name for p in EXPERIMENTS].index("quickstart.yaml")], overrides)
+    results = run_experiment(config, tmp_path / "run")
+    assert list(results) == ["surrogates", "search", "extract", "sr", "onestep", "evaluate", "report"]
+    summary = (tmp_path / "run" / "evaluate" / "summary.csv").read_text()
+    assert "onestep" in summary and "bicubic" in summary and "vae-recon" in summary
+    report = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "pareto" in report.lower() and "summary" in report.lower()

@@ -9,9 +9,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .atomic import atomic_folder
 from .errors import ConfigError
 from .ops.registry import build_op
 from .units import UnitInfo
@@ -91,8 +89,6 @@ class CompactUNet(nn.Module):
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write the config JSON and safetensors weights atomically (a temp folder renamed into place)."""
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
         config = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -100,17 +96,11 @@ class CompactUNet(nn.Module):
             "choices": {path: choice.to_json() for path, choice in self.choices.items()},
             "meta": self.meta,
         }
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
+        with atomic_folder(folder) as tmp:
             (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=list))
             state = {k: v.detach().contiguous() for k, v in self.unet.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT})
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return folder
+        return Path(folder)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> CompactUNet:

@@ -7,6 +7,7 @@ import pydantic
 
 from ..distill.config import DistillConfig
 from ..search.config import SearchConfig
+from ..sr.train import SRAdaptRecipe, SROneStepRecipe
 from .stages import ORDER, STAGES
 
 
@@ -14,6 +15,14 @@ class ExtractConfig(pydantic.BaseModel, extra="forbid"):
     """Which searched arch becomes the compact UNet: the cheapest with loss <= eps."""
 
     eps: float | None = pydantic.Field(None, gt=0)  # default: the search's first eps
+
+
+class EvaluateConfig(pydantic.BaseModel, extra="forbid"):
+    """SR evaluation: image folders ("builtin" = scikit-image's photographs), multi-step row, latency size."""
+
+    data: list[str] = ["builtin"]
+    diffusion_steps: int = pydantic.Field(10, ge=0)  # 0: no multi-step row
+    latency_size: int = pydantic.Field(64, gt=0)  # LR side for the latency measurement
 
 
 class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
@@ -27,6 +36,9 @@ class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
     surrogates: DistillConfig = DistillConfig()
     search: SearchConfig = SearchConfig()
     extract: ExtractConfig = ExtractConfig()
+    sr: SRAdaptRecipe | None = None  # needed by the sr stage (its backbone is the extracted compact UNet)
+    onestep: SROneStepRecipe | None = None  # needed by the onestep stage (its init is the sr stage's model)
+    evaluate: EvaluateConfig = EvaluateConfig()
     sweep: dict[str, list[Any]] = {}
     max_runs: int = pydantic.Field(12, gt=0)  # a sweep expanding to more runs asks for --yes
 
@@ -37,6 +49,13 @@ class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
         if unknown:
             raise ValueError(f"unknown stage(s) {unknown}; available: {[s for s in ORDER if s in STAGES]}")
         return sorted(set(stages), key=ORDER.index)
+
+    @pydantic.model_validator(mode="after")
+    def _sections_present(self) -> ExperimentConfig:
+        for name in ("sr", "onestep"):
+            if name in self.stages and getattr(self, name) is None:
+                raise ValueError(f"stage '{name}' needs a '{name}:' section (see experiments/quickstart.yaml)")
+        return self
 
     @pydantic.model_validator(mode="after")
     def _propagate(self) -> ExperimentConfig:

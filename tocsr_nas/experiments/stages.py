@@ -112,3 +112,54 @@ def report_stage(ctx: StageContext) -> dict[str, Any]:
 
     path = build_report(ctx.run_dir, out=ctx.out, eps=ctx.config.search.eps)
     return {"report": str(path)}
+
+
+@stage("sr")
+def sr_stage(ctx: StageContext) -> dict[str, Any]:
+    """SR adaptation of the extracted compact UNet."""
+    from ..sr.train import run_sr_adapt  # noqa: PLC0415
+
+    compact = ctx.require("extract") / "compact"
+    recipe = ctx.config.sr.model_copy(update={"backbone": ctx.config.sr.backbone.model_copy(
+        update={"compact": str(compact), "arch": None})})
+    return run_sr_adapt(recipe, ctx.out)
+
+
+@stage("onestep")
+def onestep_stage(ctx: StageContext) -> dict[str, Any]:
+    """One-step distillation of the SR diffusion model."""
+    from ..sr.train import MODEL_DIR, run_sr_onestep  # noqa: PLC0415
+
+    recipe = ctx.config.onestep.model_copy(update={"init": str(ctx.require("sr") / MODEL_DIR)})
+    return run_sr_onestep(recipe, ctx.out)
+
+
+@stage("evaluate")
+def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
+    """PSNR/SSIM (Y) of the one-step and multi-step SR models beside bicubic and the VAE ceiling; latency."""
+    from ..data.images import resolve_image_files  # noqa: PLC0415
+    from ..sr.evaluate import (evaluate_files, markdown_table, measure_latency, model_method,  # noqa: PLC0415
+                               reference_methods, summarize, write_csv)
+    from ..sr.model import load_sr_model  # noqa: PLC0415
+    from ..sr.train import MODEL_DIR  # noqa: PLC0415
+
+    config = ctx.config.evaluate
+    onestep = load_sr_model(ctx.require("onestep") / MODEL_DIR, kind="sr-onestep")
+    methods = reference_methods(onestep.scale, onestep.vae)
+    methods["onestep"] = model_method(onestep)
+    if config.diffusion_steps:
+        diffusion = load_sr_model(ctx.require("sr") / MODEL_DIR, kind="sr-diffusion")
+        methods[f"diffusion-{config.diffusion_steps}"] = model_method(diffusion, steps=config.diffusion_steps)
+    rows = []
+    for data in config.data:
+        rows += evaluate_files(methods, resolve_image_files(data), onestep.scale, dataset=Path(data).name)
+    summary = summarize(rows)
+    write_csv(ctx.out / "per_image.csv", rows)
+    write_csv(ctx.out / "summary.csv", summary)
+    (ctx.out / "summary.md").write_text(markdown_table(summary) + "\n")
+    latency = {"onestep_s": measure_latency(onestep, config.latency_size, repeats=2)}
+    if config.diffusion_steps:
+        latency[f"diffusion_{config.diffusion_steps}_s"] = measure_latency(diffusion, config.latency_size,
+                                                                            steps=config.diffusion_steps, repeats=2)
+    (ctx.out / "latency.json").write_text(json.dumps(latency, indent=1))
+    return {"summary": summary, "latency": latency}

@@ -97,18 +97,23 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return summary
 
 
+def _median_seconds(call: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``call()`` over ``repeats`` runs, after one warm-up call."""
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 @torch.no_grad()
 def measure_latency(model: SRModel, lr_size: int, *, steps: int = 50, repeats: int = 3, seed: int = 0) -> float:
     """Median seconds to upscale one seeded ``lr_size x lr_size`` image (untiled; one warm-up call first)."""
     lr = torch.rand(3, lr_size, lr_size, generator=torch.Generator().manual_seed(seed))
     tile = lr_size * model.scale + model.vae_factor * model.unet_factor
-    upscale_image(model, lr, steps=steps, tile=tile)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        upscale_image(model, lr, steps=steps, tile=tile)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return _median_seconds(lambda: upscale_image(model, lr, steps=steps, tile=tile), repeats)
 
 
 @torch.no_grad()
@@ -118,13 +123,7 @@ def measure_latent_latency(model: SRModel, lr_size: int, *, steps: int = 50, rep
     generator = torch.Generator().manual_seed(seed)
     lr_latent = torch.randn(1, model.net.latent_channels, side, side, generator=generator)
     noise = torch.randn(lr_latent.shape, generator=generator)
-    predict_latent(model, lr_latent, steps=steps, noise=noise)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predict_latent(model, lr_latent, steps=steps, noise=noise)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return _median_seconds(lambda: predict_latent(model, lr_latent, steps=steps, noise=noise), repeats)
 
 
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_folder
 from ..compact import CompactUNet, UnitChoice
 from ..errors import ConfigError
 from ..training.checkpoint import sha256_file
@@ -94,16 +92,15 @@ def _backbone_json(net: SRUNet) -> dict[str, Any]:
 def save_sr_model(model: SRModel, folder: str | Path) -> Path:
     """Write ``model`` to ``folder`` atomically (a temp folder renamed into place; an old folder is replaced)."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     lr_channels = int(diffusers_unet(model.net.unet).conv_in.in_channels) - model.net.latent_channels
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         save_vae(model.vae, tmp / VAE_DIR)
         state = {k: v.detach().float().contiguous() for k, v in model.net.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT, "kind": model.kind})
         config = {
             "format": FORMAT, "version": FORMAT_VERSION, "kind": model.kind, "scale": model.scale,
-            "timestep": model.timestep, "start_timestep": model.start_timestep, "output": model.output, "lr_channels": lr_channels, "backbone": _backbone_json(model.net),
+            "timestep": model.timestep, "start_timestep": model.start_timestep, "output": model.output,
+            "lr_channels": lr_channels, "backbone": _backbone_json(model.net),
             "context_shape": list(model.net.context.shape),
             "scheduler": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.scheduler.config).items()
                           if not k.startswith("_")},
@@ -112,11 +109,6 @@ def save_sr_model(model: SRModel, folder: str | Path) -> Path:
             "info": model.info,
         }
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

@@ -93,7 +93,7 @@ class SROneStepRecipe(pydantic.BaseModel, extra="forbid"):
     """An ``sr_onestep.yaml`` file."""
 
     recipe: Literal["sr-onestep"] = "sr-onestep"
-    init: str  # sr-diffusion model folder: the student's initialisation and the multi-step teacher
+    init: str | None = None  # sr-diffusion model folder: the student's init and the multi-step teacher (required)
     timestep: int = pydantic.Field(200, ge=0)
     teacher_steps: int = pydantic.Field(20, gt=0)  # DDIM steps of the teacher's targets
     output: Literal["direct", "residual"] = "residual"  # pixels from the latent (pixel losses and inference)
@@ -263,6 +263,8 @@ def run_sr_onestep(recipe: SROneStepRecipe, out_dir: str | Path, *, resume: bool
                    stop_after: int | None = None) -> dict[str, Any]:
     """Distil; when finished, export ``out_dir/model`` (kind ``sr-onestep``)."""
     out_dir = Path(out_dir)
+    if recipe.init is None:
+        raise ConfigError("no SR diffusion model to distil: set init (or --init)", key="init")
     teacher = load_sr_model(recipe.init, kind="sr-diffusion")
     num_steps = int(teacher.scheduler.config.num_train_timesteps)
     if recipe.timestep >= num_steps:

@@ -200,7 +200,7 @@ def test_report_of_an_experiment_folder(searches, tmp_path):
     assert find_stages(run).missing == ["surrogates"]
     text = build_report(run, load_space=False).read_text()
     assert "Missing stages: surrogates." in text and "## Super-resolution" in text and "| winner | 27.5 |" in text
-    assert (run / "report" / "tables" / "sr_metrics.tex").is_file()
+    assert (run / "report" / "tables" / "sr_summary.tex").is_file()
 
 
 def test_report_refuses_an_empty_folder(tmp_path, capsys):

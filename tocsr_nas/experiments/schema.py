@@ -21,6 +21,7 @@ class EvaluateConfig(pydantic.BaseModel, extra="forbid"):
     """SR evaluation: image folders ("builtin" = scikit-image's photographs), multi-step row, latency size."""
 
     data: list[str] = ["builtin"]
+    max_side: int | None = pydantic.Field(None, gt=0)  # center-crop larger images (quick runs); None: whole images
     diffusion_steps: int = pydantic.Field(10, ge=0)  # 0: no multi-step row
     latency_size: int = pydantic.Field(64, gt=0)  # LR side for the latency measurement
 

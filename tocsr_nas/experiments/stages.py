@@ -152,7 +152,8 @@ def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
         methods[f"diffusion-{config.diffusion_steps}"] = model_method(diffusion, steps=config.diffusion_steps)
     rows = []
     for data in config.data:
-        rows += evaluate_files(methods, resolve_image_files(data), onestep.scale, dataset=Path(data).name)
+        rows += evaluate_files(methods, resolve_image_files(data), onestep.scale, dataset=Path(data).name,
+                               max_side=config.max_side)
     summary = summarize(rows)
     write_csv(ctx.out / "per_image.csv", rows)
     write_csv(ctx.out / "summary.csv", summary)

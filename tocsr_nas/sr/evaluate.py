@@ -54,13 +54,21 @@ def model_method(model: SRModel, *, steps: int = 50, tile: int = 512, overlap: i
 
 
 def evaluate_files(methods: Mapping[str, Method], files: Sequence[Path], scale: int, *, dataset: str = "",
-                   extra_metrics: Mapping[str, Metric] | None = None) -> list[dict[str, Any]]:
-    """Per-image rows ``{dataset, image, method, psnr_y, ssim_y, seconds, ...}`` for every method."""
+                   extra_metrics: Mapping[str, Metric] | None = None,
+                   max_side: int | None = None) -> list[dict[str, Any]]:
+    """Per-image rows ``{dataset, image, method, psnr_y, ssim_y, seconds, ...}`` for every method.
+
+    ``max_side`` center-crops larger ground truths (for quick runs; the standard protocol uses whole images).
+    """
     degrade = BicubicDegradation(scale)
     rows = []
     for path in files:
         try:
-            hr = crop_to_scale(load_image(path), scale)
+            hr = load_image(path)
+            if max_side is not None:
+                top, left = max(0, (hr.shape[-2] - max_side) // 2), max(0, (hr.shape[-1] - max_side) // 2)
+                hr = hr[..., top:top + max_side, left:left + max_side]
+            hr = crop_to_scale(hr, scale)
         except ConfigError as err:
             log.warning("skipping %s: %s", path, err)
             continue

@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -91,6 +92,7 @@ def exhaustive(work: Path, validation_count: int) -> tuple[pd.DataFrame, dict]:
 def run_strategy(name: str, seed: int, budget: int, work: Path, losses: dict[str, float], table) -> pd.DataFrame:
     space = table.space
     out = work / "runs" / f"{name}-{seed}"
+    shutil.rmtree(out, ignore_errors=True)  # a fresh search each time, so the timings are real
     config = SearchConfig(space=SPACE, strategy=name, budget=budget, seed=seed, eps=EPS_GRID)
     runner = SearchRunner(config, out, space=space, table=table, cheap=[CostEvaluator(table)],
                           expensive=[LookupEvaluator(losses)])

@@ -61,7 +61,7 @@ def single_thread() -> Iterator[None]:
 class BOOptions(pydantic.BaseModel, extra="forbid"):
     eps: float | list[float]  # loss threshold(s); a list is cycled through
     initial: int = pydantic.Field(10, ge=2)  # random initial design
-    pool: int = pydantic.Field(2000, ge=10)  # candidates scored per ask
+    pool: int = pydantic.Field(5000, ge=10)  # candidates scored per ask
     log_loss: bool = True  # model log(loss) when every observed loss is positive
 
     @pydantic.field_validator("eps")

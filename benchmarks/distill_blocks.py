@@ -37,11 +37,17 @@ from tocsr_nas.distill.trainer import resolve
 from tocsr_nas.teachers.weights import weights_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTE = ('Notes: the two cores were shared with other processes during both runs, and Ray runs its workers at '
-        'niceness 15, so the 2-worker Ray run is barely faster than the local one here; each Ray worker also '
-        'runs its own full teacher forward per step (forwards/s is per worker, teacher time only). With one '
-        'thread per worker the local and Ray runs are bit-identical; the stated tolerance (tests) is 1e-3 '
-        'relative.')
+NOTE = ('Notes: Ray runs its workers at niceness 15, and each Ray worker runs its own full teacher forward per '
+        'step (forwards/s is per worker, teacher time only). With one thread per worker the local and Ray runs '
+        'are bit-identical; the stated tolerance (tests) is 1e-3 relative. Load average (1 min) before the runs: '
+        '{load:.2f} on {cpus} CPUs.')
+
+
+def teacher_weights_sha(weights: Path | None) -> str | None:
+    """The manifest hash of the teacher UNet the run used (which shipped weights those were)."""
+    if weights is None:
+        return None
+    return json.loads((weights / "manifest.json").read_text())["files"]["unet.safetensors"]
 
 
 def run(config: DistillConfig, folder: Path) -> DistillReport:
@@ -73,7 +79,7 @@ def markdown(result: dict[str, Any], local: DistillReport, ray: DistillReport | 
     config = result["config"]
     lines = ["# Distillation of the tiny_ldm surrogate blocks", "",
              f"Measured {result['date']} on {result['machine']['cpu_count']} CPU cores ({result['machine']['platform']}),"
-             f" torch {result['machine']['torch']}; other processes shared the cores. Teacher weights: "
+             f" torch {result['machine']['torch']}. Teacher weights: "
              f"{result['teacher_weights']}; latents: {result['latents']}.",
              f"Recipe: {config['steps']} steps x batch {config['batch_size']}, lr {config['lr']}, loss {config['loss']},"
              f" mode {config['mode']}, {config['held_out_samples']} held-out samples, {config['num_threads']} thread(s)"
@@ -89,7 +95,7 @@ def markdown(result: dict[str, Any], local: DistillReport, ray: DistillReport | 
         agreement = result["agreement"]
         lines += ["", f"Local vs Ray, same seed: largest relative difference of a candidate's final held-out error "
                       f"{agreement['max_rel_diff']:.2e} (median {agreement['median_rel_diff']:.2e})."]
-    lines += ["", NOTE]
+    lines += ["", NOTE.format(load=result["load_average"], cpus=os.cpu_count())]
     lines += ["", "Teacher (`T`) candidates have zero error by construction (max measured: "
               f"{result['runs']['local']['teacher_rel_error_max']}). `I` without trainable parameters is `fixed`.",
               "", "## Median held-out relative error per candidate (local run)", "",
@@ -119,6 +125,7 @@ def main() -> int:
     latents = config.latents.source
     if latents == "auto":
         latents = "VAE latents of scikit-image crops" if teacher.vae is not None else "gaussian (teacher has no VAE)"
+    load_average = os.getloadavg()[0]
     local = run(config, args.runs / "local")
     runs = {"local": summarise(local)}
     ray = None
@@ -131,7 +138,8 @@ def main() -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__},
         "config": config.model_dump(), "teacher_weights": str(weights.resolve()) if weights else "random init",
-        "latents": latents,
+        "latents": latents, "load_average": load_average,
+        "teacher_weights_sha256": teacher_weights_sha(weights),
         "runs": runs, "per_op": per_op(local),
         "candidates": {"local": [r.to_json() for r in local.records]},
     }

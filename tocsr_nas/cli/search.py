@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
-
 from ..config_io import read_mapping, validate
 from ..search.config import SearchConfig
 from ..search.results import pareto_trials, pick_trial
@@ -93,20 +91,10 @@ def run_pareto(args: argparse.Namespace) -> int:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    import search_spaces  # noqa: PLC0415
-    from ..supernet import Supernet  # noqa: PLC0415
-    from ..teachers import load_teacher  # noqa: PLC0415
+    from ..search.components import extract_arch  # noqa: PLC0415 (heavy imports only for this command)
 
     config = SearchConfig.model_validate(read_header(args.folder)["config"])
-    space = search_spaces.load(config.space)
-    arch = space.parse(pick_trial(args.folder, args.eps).arch if args.pick == "best" else args.pick)
-    supernet = Supernet(load_teacher(space.teacher), space)
-    if config.surrogates:
-        from ..distill.store import load_surrogates  # noqa: PLC0415
-
-        load_surrogates(supernet, config.surrogates)
-    with torch.no_grad():
-        compact = supernet.extract(arch)
-    compact.save_pretrained(args.out)
+    arch_text = pick_trial(args.folder, args.eps).arch if args.pick == "best" else args.pick
+    arch = extract_arch(config.space, arch_text, config.surrogates, args.out)
     print(json.dumps({"arch": str(arch), "arch_id": arch.arch_id, "out": args.out}))
     return 0

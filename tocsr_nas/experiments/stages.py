@@ -80,26 +80,12 @@ def search_stage(ctx: StageContext) -> dict[str, Any]:
 
 @stage("extract")
 def extract_stage(ctx: StageContext) -> dict[str, Any]:
-    import torch  # noqa: PLC0415
-
-    import search_spaces  # noqa: PLC0415
-
+    from ..search.components import extract_arch  # noqa: PLC0415
     from ..search.results import pick_trial  # noqa: PLC0415
-    from ..supernet import Supernet  # noqa: PLC0415
-    from ..teachers import load_teacher  # noqa: PLC0415
 
-    search_dir = ctx.require("search")
-    picked = pick_trial(search_dir, ctx.config.extract.eps)
-    space = search_spaces.load(ctx.config.search.space)
-    supernet = Supernet(load_teacher(space.teacher), space)
+    picked = pick_trial(ctx.require("search"), ctx.config.extract.eps)
     surrogates = ctx.config.search.surrogates or (ctx.require("surrogates") if ctx.has("surrogates") else None)
-    if surrogates is not None:
-        from ..distill.store import load_surrogates  # noqa: PLC0415
-
-        load_surrogates(supernet, surrogates)
-    arch = space.parse(picked.arch)
-    with torch.no_grad():
-        supernet.extract(arch).save_pretrained(ctx.out / "compact")
+    arch = extract_arch(ctx.config.search.space, picked.arch, surrogates, ctx.out / "compact")
     summary = {"arch": str(arch), "arch_id": arch.arch_id, **{k: float(picked[k]) for k in
                ("loss", "gmacs", "params_m", "params_ratio", "macs_ratio")}}
     (ctx.out / "winner.json").write_text(json.dumps(summary, indent=1))

@@ -10,6 +10,7 @@ import search_spaces
 from evaluators.cost import CostEvaluator
 from evaluators.distillation import DistillationEvaluator, ValidationSet
 
+from ..arch import Arch
 from ..distill.inputs import build_latent_source, noise_scheduler
 from ..errors import ConfigError
 from ..executors import executor_from_config
@@ -43,6 +44,30 @@ def validation_latents(teacher: Teacher, config: ValidationConfig, latent_size: 
     return source.latents(list(range(config.count)))
 
 
+def trained_supernet(teacher: Teacher, space: search_spaces.SearchSpace, surrogates: str | Path | None) -> Supernet:
+    """The supernet of ``space`` with the candidates trained in the ``surrogates`` folder (initial ones without)."""
+    supernet = Supernet(teacher, space)
+    if surrogates is None:
+        logger.warning("no surrogates folder given: candidates keep their initial weights")
+        return supernet
+    from ..distill.store import load_surrogates  # noqa: PLC0415
+
+    statuses = load_surrogates(supernet, surrogates)
+    logger.info("loaded surrogates: %d trained of %d candidates", sum(s == "done" for s in statuses.values()),
+                len(statuses))
+    return supernet
+
+
+def extract_arch(space_spec: str, arch_text: str, surrogates: str | Path | None, out: str | Path) -> Arch:
+    """Save the compact UNet of ``arch_text`` (with its trained surrogates) to ``out``."""
+    space = search_spaces.load(space_spec)
+    arch = space.parse(arch_text)
+    supernet = trained_supernet(load_teacher(space.teacher), space, surrogates)
+    with torch.no_grad():
+        supernet.extract(arch).save_pretrained(out)
+    return arch
+
+
 def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
     """Everything a search needs, from its config; the cost table is cached in ``out_dir``."""
     out_dir = Path(out_dir)
@@ -51,17 +76,8 @@ def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
     teacher = load_teacher(space.teacher)
     table = cached_cost_table(teacher, space, out_dir)
     cheap = [CostEvaluator(table, max_gmacs=config.max_gmacs, max_params_m=config.max_params_m)]
-    supernet = Supernet(teacher, space)
-    surrogates_id = "untrained"
-    if config.surrogates:
-        from ..distill.store import load_surrogates  # noqa: PLC0415
-
-        statuses = load_surrogates(supernet, config.surrogates)
-        surrogates_id = str(Path(config.surrogates).resolve())
-        logger.info("loaded surrogates: %d trained of %d candidates", sum(s == "done" for s in statuses.values()),
-                    len(statuses))
-    else:
-        logger.warning("no surrogates folder given: candidates keep their initial weights")
+    supernet = trained_supernet(teacher, space, config.surrogates)
+    surrogates_id = str(Path(config.surrogates).resolve()) if config.surrogates else "untrained"
     latent_size = space.latent_size or teacher.latent_size
     latents = validation_latents(teacher, config.validation, latent_size)
     validation = ValidationSet.build(teacher, latents, batch_size=config.validation.batch_size,

@@ -220,6 +220,19 @@ class Strategy(abc.ABC):
         picks = self.rng.permutation(len(rest))[: n - len(found)]
         return found + [rest[i] for i in picks]
 
+    def fill_with_children(self, keys: list[Key], n: int, make_child: Callable[[set[Key]], Key | None], *,
+                           feasible_only: bool) -> list[Key]:
+        """Append ``make_child(taken)`` until ``n`` keys; a random new arch when it finds none (None)."""
+        while len(keys) < n:
+            child = make_child(set(keys))
+            if child is None:  # variation keeps hitting seen archs: fall back to a random one
+                extra = self.sample_new(1, feasible_only=feasible_only, exclude=set(keys))
+                if not extra:
+                    break
+                child = extra[0]
+            keys.append(child)
+        return keys
+
     def _enumerate(self) -> list[Key]:
         flat = np.arange(self.space.size)
         columns = np.unravel_index(flat, tuple(int(c) for c in self.cardinalities))

@@ -56,15 +56,8 @@ class RegularizedEvolution(Strategy):
             n_random = n
         keys = self.sample_new(n_random, feasible_only=feasible_only)
         self.n_random += len(keys)
-        while len(keys) < n:
-            child = self._child(population, set(keys))
-            if child is None:  # mutations keep hitting seen archs: fall back to a random one
-                extra = self.sample_new(1, feasible_only=feasible_only, exclude=set(keys))
-                if not extra:
-                    break
-                child = extra[0]
-            keys.append(child)
-        return keys
+        return self.fill_with_children(keys, n, lambda taken: self._child(population, taken),
+                                       feasible_only=feasible_only)
 
     def _child(self, population: list[tuple[Key, float]], taken: set[Key]) -> Key | None:
         for attempt in range(MUTATION_TRIES):

@@ -70,17 +70,10 @@ class NSGA2(Strategy):
             n_random = n
         keys = self.sample_new(n_random, feasible_only=True)
         self.n_random += len(keys)
-        if len(keys) < n:
-            rank, crowding = rank_and_crowding(self._objectives())
-        while len(keys) < n:
-            child = self._child(rank, crowding, set(keys))
-            if child is None:
-                extra = self.sample_new(1, feasible_only=True, exclude=set(keys))
-                if not extra:
-                    break
-                child = extra[0]
-            keys.append(child)
-        return keys
+        if len(keys) >= n:
+            return keys
+        rank, crowding = rank_and_crowding(self._objectives())
+        return self.fill_with_children(keys, n, lambda taken: self._child(rank, crowding, taken), feasible_only=True)
 
     def _tournament(self, rank: np.ndarray, crowding: np.ndarray) -> Key:
         a, b = self.rng.choice(len(self.members), size=2, replace=False)

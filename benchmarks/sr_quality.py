@@ -3,9 +3,10 @@
 1. Quality (standard protocol, :mod:`tocsr_nas.sr.evaluate`): PSNR/SSIM on Y, ``scale`` px shaved, bicubic LR,
    per image and mean, for ``bicubic``, ``vae-recon`` (the VAE's ceiling for direct decoding), the one-step model
    and the K-step SR diffusion model (``--steps``), each in every ``--output-modes`` mode.
-2. Latency in one run, same threads: the one-step compact model, the SR diffusion model at ``--latency-steps``
-   DDIM steps, and a one-step teacher-sized model (the teacher UNet adapted the same way; latency does not
-   depend on its weights, so it is built untrained unless ``--onestep-teacher`` gives a trained folder).
+2. Latency in one run, same threads: the one-step compact model (in its own output mode and in ``direct``
+   mode, which skips the decode of the LR latent), the SR diffusion model at ``--latency-steps`` DDIM steps,
+   and teacher-sized one-step and ``--latency-steps`` models (the teacher UNet adapted the same way; latency
+   does not depend on weights, so they are built untrained unless ``--onestep-teacher`` gives a trained one).
 
 Usage::
 
@@ -15,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -39,12 +41,11 @@ from tocsr_nas.sr.model import SRModel, load_sr_model  # noqa: E402
 from tocsr_nas.teachers import load_teacher  # noqa: E402
 
 
-def teacher_sized_onestep(like: SRModel, teacher: str) -> SRModel:
-    """The teacher UNet adapted like ``like`` (same VAE, schedule, timestep), as a one-step model."""
+def teacher_sized(like: SRModel, teacher: str) -> SRModel:
+    """The teacher UNet adapted like ``like`` (same kind, VAE, schedule, timesteps, output mode)."""
     spec = load_teacher(teacher)
     net = adapt_unet(spec.unet, spec.context(1)[0].detach()).eval()
-    return SRModel(net=net, vae=like.vae, scheduler=like.scheduler, kind="sr-onestep", scale=like.scale,
-                   timestep=like.timestep)
+    return dataclasses.replace(like, net=net)
 
 
 def params(model: SRModel) -> int:
@@ -74,7 +75,7 @@ def main() -> int:
     onestep = load_sr_model(args.onestep, kind="sr-onestep")
     diffusion = load_sr_model(args.diffusion, kind="sr-diffusion")
     big = (load_sr_model(args.onestep_teacher, kind="sr-onestep") if args.onestep_teacher
-           else teacher_sized_onestep(onestep, args.teacher))
+           else teacher_sized(onestep, args.teacher))
     data: dict = {"scale": args.scale, "steps": args.steps, "latency_steps": args.latency_steps,
                   "models": {"onestep": str(args.onestep), "diffusion": str(args.diffusion),
                              "onestep_teacher": str(args.onestep_teacher or f"untrained {args.teacher}")},
@@ -95,8 +96,10 @@ def main() -> int:
         data["summary"], data["per_image"] = summary, rows
         markdown += f"## Quality, x{args.scale}, bicubic LR (PSNR/SSIM on Y, {args.scale} px shaved)\n\n"
         markdown += markdown_table(summary)
-    runs = {"onestep-compact": (onestep, 1), f"diffusion-compact-{args.latency_steps}step": (diffusion, args.latency_steps),
-            "onestep-teacher-sized": (big, 1)}
+    k = args.latency_steps
+    runs = {"onestep-compact": (onestep, 1), "onestep-compact/direct": (dataclasses.replace(onestep, output="direct"), 1),
+            f"diffusion-compact-{k}step": (diffusion, k), "onestep-teacher-sized": (big, 1),
+            f"diffusion-teacher-sized-{k}step": (teacher_sized(diffusion, args.teacher), k)}
     latency = {name: {"end_to_end_s": measure_latency(m, args.latency_size, steps=k, repeats=args.latency_repeats),
                       "unet_only_s": measure_latent_latency(m, args.latency_size, steps=k, repeats=args.latency_repeats)}
                for name, (m, k) in runs.items()}

@@ -6,11 +6,6 @@ import json
 
 import numpy as np
 
-import search_spaces
-
-from ..profiling.cost_table import CostTable, build_cost_table, verify_cost_table
-from ..teachers import load_teacher
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -35,6 +30,11 @@ def _cost_dict(cost) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import search_spaces  # heavy imports only for this command
+
+    from ..profiling.cost_table import CostTable, build_cost_table, verify_cost_table
+    from ..teachers import load_teacher
+
     space = search_spaces.load(args.space)
     teacher = load_teacher(space.teacher)
     if args.table:

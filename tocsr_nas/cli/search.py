@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from ..config_io import read_mapping, validate
-from ..search.config import SearchConfig
-from ..search.results import pareto_trials, pick_trial
-from ..search.store import read_header
+
+if TYPE_CHECKING:
+    from ..search.config import SearchConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -55,6 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace) -> SearchConfig:
+    from ..search.config import SearchConfig  # noqa: PLC0415 (the search package imports every strategy)
+
     data = dict(read_mapping(args.config)) if args.config else {}
     for field in ("space", "strategy", "budget", "batch_size", "seed", "max_gmacs", "max_params_m", "eval_budget",
                   "surrogates", "eps"):
@@ -68,6 +71,7 @@ def _config(args: argparse.Namespace) -> SearchConfig:
 
 def run_search(args: argparse.Namespace) -> int:
     from ..search.components import build_runner  # noqa: PLC0415 (heavy imports only for this command)
+    from ..search.results import pareto_trials  # noqa: PLC0415
 
     runner = build_runner(_config(args), args.out)
     frame = runner.run(progress=not args.quiet)
@@ -80,6 +84,8 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_pareto(args: argparse.Namespace) -> int:
+    from ..search.results import pareto_trials  # noqa: PLC0415 (heavy imports only for this command)
+
     front = pareto_trials(args.folder)
     if args.json:
         print(front.to_json(orient="records", indent=1))
@@ -92,6 +98,9 @@ def run_pareto(args: argparse.Namespace) -> int:
 
 def run_extract(args: argparse.Namespace) -> int:
     from ..search.components import extract_arch  # noqa: PLC0415 (heavy imports only for this command)
+    from ..search.config import SearchConfig  # noqa: PLC0415
+    from ..search.results import pick_trial  # noqa: PLC0415
+    from ..search.store import read_header  # noqa: PLC0415
 
     config = SearchConfig.model_validate(read_header(args.folder)["config"])
     arch_text = pick_trial(args.folder, args.eps).arch if args.pick == "best" else args.pick

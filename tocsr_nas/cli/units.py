@@ -4,11 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import pandas as pd
-
-from ..profiling import count_params
-from ..teachers import load_teacher
-from ..units import build_unit_graph, unit_infos
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +18,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd  # heavy imports only for this command
+
+    from ..profiling import count_params
+    from ..teachers import load_teacher
+    from ..units import build_unit_graph, unit_infos
+
     teacher = load_teacher(args.teacher)
     graph = build_unit_graph(teacher.unet, teacher.example_inputs(latent_size=args.latent_size))
     rows = []

@@ -79,7 +79,7 @@ def ddim_latent(net: SRUNet, scheduler: DDPMScheduler, lr_latent: torch.Tensor, 
     else:
         latents = scheduler.add_noise(lr_latent, noise, timesteps[:1])
     for t in timesteps:
-        eps = net(ddim.scale_model_input(latents, t), lr_latent, t.expand(len(latents)))
+        eps = net(ddim.scale_model_input(latents, t), lr_latent, t.expand(len(latents)).to(latents.device))
         latents = ddim.step(eps, t, latents, eta=0.0).prev_sample
     return latents
 

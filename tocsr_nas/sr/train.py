@@ -143,6 +143,7 @@ class SRDiffusionTask:
                  max_timestep: int | None = None) -> None:
         self.model: nn.Module = net
         self.vae, self.scheduler = vae.eval().requires_grad_(False), scheduler
+        self.frozen: tuple[nn.Module, ...] = (self.vae,)
         limit = int(scheduler.config.num_train_timesteps)
         self.num_timesteps = limit if max_timestep is None else min(limit, max_timestep + 1)
 
@@ -224,6 +225,7 @@ class OneStepTask:
         self.scheduler, self.timestep, self.teacher_steps = teacher.scheduler, timestep, teacher_steps
         self.start = teacher.start_timestep
         self.weights, self.lpips, self.output = weights, lpips, output
+        self.frozen: tuple[nn.Module, ...] = tuple(m for m in (self.teacher, self.vae, lpips) if m is not None)
 
     def loss(self, model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted sum of the enabled terms (and the discriminator's own loss) for one batch."""

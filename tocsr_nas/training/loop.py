@@ -30,9 +30,14 @@ METRICS_FILE = "metrics.jsonl"
 
 
 class Task(Protocol):
-    """What a recipe trains: ``model`` holds every trainable module; ``loss`` scores one batch."""
+    """What a recipe trains: ``model`` holds every trainable module; ``loss`` scores one batch.
+
+    ``frozen`` lists the modules the loss uses without training them (a VAE, a teacher): the loop moves
+    them to the training device with the model, and everything back to the CPU when it returns.
+    """
 
     model: nn.Module
+    frozen: tuple[nn.Module, ...]
 
     def loss(self, model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss to minimise and named float metrics for the log."""
@@ -64,6 +69,8 @@ def train(task: Task, dataset: torch.utils.data.Dataset, config: LoopConfig, out
           *, resume: bool = True, stop_after: int | None = None) -> TrainResult:
     """Train ``task.model`` on ``dataset`` for ``config.steps`` steps, checkpointing under ``out_dir``.
 
+    Runs on the GPU when there is one (TF32 matmuls allowed); the returned model is on the CPU.
+
     Args:
         task: the recipe's model and loss.
         dataset: indexable crops; must hold at least ``steps * batch_size`` items.
@@ -76,6 +83,8 @@ def train(task: Task, dataset: torch.utils.data.Dataset, config: LoopConfig, out
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.num_threads)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    if accelerator.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model = task.model
     ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay else None
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
@@ -90,8 +99,9 @@ def train(task: Task, dataset: torch.utils.data.Dataset, config: LoopConfig, out
         start, history = checkpoint.step, list(checkpoint.extra.get("history", []))
         log.info("resuming from step %d", start)
     model, optimizer = accelerator.prepare(model, optimizer)
-    if ema is not None:
-        ema.to(accelerator.device)
+    for module in (ema, *task.frozen):
+        if module is not None:
+            module.to(accelerator.device)
     begin, sums, count = time.perf_counter(), {}, 0
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     progress = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=None)
@@ -129,14 +139,15 @@ def train(task: Task, dataset: torch.utils.data.Dataset, config: LoopConfig, out
                 keep=config.keep_checkpoints)
     progress.close()
     final = ema if ema is not None else accelerator.unwrap_model(model)
-    return TrainResult(step=max(start, end), model=final.eval(), resumed_from=start,
+    for module in task.frozen:
+        module.to("cpu")
+    return TrainResult(step=max(start, end), model=final.to("cpu").eval(), resumed_from=start,
                        wall_s=time.perf_counter() - begin, history=history)
 
 
 @torch.no_grad()
 def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for target, source in zip(ema.parameters(), model.parameters()):
-        target.lerp_(source.detach(), 1 - decay)
+    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1 - decay)
 
 
 def _append_jsonl(path: Path, entry: dict[str, float]) -> None:

@@ -67,12 +67,14 @@ class DiffusionTask:
     def __init__(self, teacher: Teacher, vae: AutoencoderKL, scheduler: DDPMScheduler) -> None:
         self.model: nn.Module = TeacherModel(teacher)
         self.vae, self.scheduler = vae.eval().requires_grad_(False), scheduler
+        self.frozen: tuple[nn.Module, ...] = (self.vae,)
 
     def loss(self, model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """Denoising MSE of one batch (noise, timesteps and posterior samples drawn from ``generator``)."""
         latents = encode_latents(self.vae, batch, generator)
-        noise = torch.randn(latents.shape, generator=generator)
-        timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(batch),), generator=generator)
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+        timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(batch),),
+                                  generator=generator).to(latents.device)
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
         prediction = model.unet(noisy, timesteps, encoder_hidden_states=model.context(len(batch))).sample
         loss = F.mse_loss(prediction, noise)

@@ -42,6 +42,7 @@ class VaeTask:
 
     def __init__(self, vae: AutoencoderKL, weights: VaeLoss) -> None:
         self.model: nn.Module = vae
+        self.frozen: tuple[nn.Module, ...] = ()
         self.weights = weights
 
     def loss(self, model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:

@@ -63,7 +63,7 @@ def test_held_out_denoising_loss_beats_random_init_and_predict_zero(teacher, fol
 
 def test_vae_reconstructs_a_held_out_photograph(teacher):
     image = load_image(builtin_image_files()[0])[:, :192, :192]  # astronaut: not in the training folder
-    assert psnr(image, reconstruct(teacher.vae, image)) > 21.0  # measured 24.1 dB (fp32 run); far from lossless
+    assert psnr(image, reconstruct(teacher.vae, image)) > 36.0  # measured 38.5 dB with the shipped fp16 weights
 
 
 def test_sampling_draws_images(teacher, folder):

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .atomic import atomic_folder
+from .config_io import read_folder_config
 from .errors import ConfigError
 from .ops.registry import build_op
 from .units import UnitInfo
@@ -106,18 +107,7 @@ class CompactUNet(nn.Module):
     def from_pretrained(cls, folder: str | Path) -> CompactUNet:
         """Load a folder written by :meth:`save_pretrained` (never executes code from it)."""
         folder = Path(folder)
-        config_path = folder / CONFIG_NAME
-        if not config_path.is_file():
-            raise ConfigError(f"not a compact UNet folder (no {CONFIG_NAME})", source=folder)
-        try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"malformed JSON ({err})", source=config_path) from None
-        if config.get("format") != FORMAT:
-            raise ConfigError(f"unknown format {config.get('format')!r}", source=config_path, key="format", allowed=[FORMAT])
-        if config.get("version") != FORMAT_VERSION:
-            raise ConfigError(f"unsupported version {config.get('version')!r}", source=config_path, key="version",
-                              allowed=[FORMAT_VERSION])
+        config = read_folder_config(folder, CONFIG_NAME, what="a compact UNet", format=FORMAT, version=FORMAT_VERSION)
         choices = {path: UnitChoice.from_json(c) for path, c in config["choices"].items()}
         compact = cls.build(UNet2DConditionModel(**config["unet_config"]), choices, meta=config.get("meta"))
         weights = folder / WEIGHTS_NAME

@@ -30,6 +30,24 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def read_folder_config(folder: str | Path, name: str, *, what: str, format: str, version: int) -> dict[str, Any]:
+    """The JSON config ``folder/name`` of a saved-model folder, checked for its ``format`` and ``version``.
+
+    ``what`` names the folder kind in the error for a folder without the file (e.g. ``"a compact UNet"``).
+    """
+    folder = Path(folder)
+    path = folder / name
+    if not path.is_file():
+        raise ConfigError(f"not {what} folder (no {name})", source=folder)
+    config = read_mapping(path)
+    if config.get("format") != format:
+        raise ConfigError(f"unknown format {config.get('format')!r}", source=path, key="format", allowed=[format])
+    if config.get("version") != version:
+        raise ConfigError(f"unsupported version {config.get('version')!r}", source=path, key="version",
+                          allowed=[version])
+    return config
+
+
 def validate(model: type[ModelT], data: Any, source: str | Path | None = None) -> ModelT:
     """Validate ``data`` into ``model``; the first problem becomes a one-line :class:`ConfigError`."""
     try:

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_folder
 from ..compact import CompactUNet, UnitChoice
+from ..config_io import read_folder_config
 from ..errors import ConfigError
 from ..training.checkpoint import sha256_file
 from ..vae import VAE_WEIGHTS_FILE, load_vae, save_vae
@@ -114,20 +115,8 @@ def save_sr_model(model: SRModel, folder: str | Path) -> Path:
 
 def read_sr_config(folder: str | Path, kind: str | None = None) -> dict[str, Any]:
     """The validated ``sr_model.json`` of ``folder``; ``kind`` (if given) must match."""
-    folder = Path(folder)
-    path = folder / CONFIG_NAME
-    if not path.is_file():
-        raise ConfigError(f"not an SR model folder (no {CONFIG_NAME})", source=folder)
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"malformed JSON ({err})", source=path) from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        found = config.get("format") if isinstance(config, dict) else None
-        raise ConfigError(f"unknown format {found!r}", source=path, key="format", allowed=[FORMAT])
-    if config.get("version") != FORMAT_VERSION:
-        raise ConfigError(f"unsupported version {config.get('version')!r}", source=path, key="version",
-                          allowed=[FORMAT_VERSION])
+    path = Path(folder) / CONFIG_NAME
+    config = read_folder_config(folder, CONFIG_NAME, what="an SR model", format=FORMAT, version=FORMAT_VERSION)
     allowed = list(KINDS) if kind is None else [kind]
     if config.get("kind") not in allowed:
         raise ConfigError(f"model kind {config.get('kind')!r} is not accepted here", source=path, key="kind",

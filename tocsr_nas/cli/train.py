@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from ..config_io import read_mapping, validate
+from ..config_io import validate
+from .recipe_args import add_recipe_arguments, read_recipe, write_summary
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,29 +16,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                "  tocsr-nas train teacher --config experiments/recipes/train_teacher.yaml --vae runs/vae/vae "
                "--out runs/teacher",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipe", choices=["vae", "teacher"], help="what to train")
-    parser.add_argument("--config", required=True, type=Path, help="recipe YAML file")
-    parser.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, metrics, results)")
-    parser.add_argument("--hr-dir", type=Path, help="image folder to train on (overrides data.source)")
+    add_recipe_arguments(parser, ["vae", "teacher"], out_help="run folder (checkpoints, metrics, results)",
+                         hr_help="image folder to train on (overrides data.source)")
     parser.add_argument("--vae", type=Path, help="teacher only: trained VAE folder (vae.json + vae.safetensors)")
     parser.add_argument("--eval-dir", type=Path, action="append", default=[],
                         help="vae only: report whole-image reconstruction PSNR on this folder (repeatable)")
-    parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and start over")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    data = read_mapping(args.config)
-    if args.hr_dir is not None:
-        data.setdefault("data", {})["source"] = str(args.hr_dir)
-    if args.recipe == "vae":
-        summary = _train_vae(args, data)
-    else:
-        summary = _train_teacher(args, data)
-    (args.out / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
-                    if not isinstance(v, (dict, list))))
-    print(f"wrote {args.out / 'result.json'}")
+    data = read_recipe(args)
+    summary = _train_vae(args, data) if args.recipe == "vae" else _train_teacher(args, data)
+    write_summary(args.out, summary)
     return 0
 
 

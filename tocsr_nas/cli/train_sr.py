@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from .recipe_args import add_recipe_arguments, read_recipe, write_summary
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,23 +17,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                "  tocsr-nas train-sr onestep --config experiments/recipes/sr_onestep.yaml "
                "--init runs/sr_adapt/model --out runs/sr_onestep",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipe", choices=["adapt", "onestep"], help="what to train")
-    parser.add_argument("--config", required=True, type=Path, help="recipe YAML file")
-    parser.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, metrics, model)")
-    parser.add_argument("--hr-dir", type=Path, help="HR image folder (overrides data.source)")
+    add_recipe_arguments(parser, ["adapt", "onestep"], out_help="run folder (checkpoints, metrics, model)",
+                         hr_help="HR image folder (overrides data.source)")
     parser.add_argument("--vae", type=Path, help="adapt only: VAE folder (overrides vae)")
     parser.add_argument("--init", type=Path, help="onestep only: sr-diffusion model folder (overrides init)")
-    parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and start over")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config_io import read_mapping, validate  # noqa: PLC0415 (heavy imports only for this command)
+    from ..config_io import validate  # noqa: PLC0415 (heavy imports only for this command)
     from ..sr.train import SRAdaptRecipe, SROneStepRecipe, run_sr_adapt, run_sr_onestep  # noqa: PLC0415
 
-    data = read_mapping(args.config)
-    if args.hr_dir is not None:
-        data.setdefault("data", {})["source"] = str(args.hr_dir)
+    data = read_recipe(args)
     if args.recipe == "adapt":
         if args.vae is not None:
             data["vae"] = str(args.vae)
@@ -43,9 +39,5 @@ def run(args: argparse.Namespace) -> int:
             data["init"] = str(args.init)
         summary = run_sr_onestep(validate(SROneStepRecipe, data, source=args.config), args.out,
                                  resume=not args.no_resume)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
-                    if not isinstance(v, (dict, list))))
-    print(f"wrote {args.out / 'result.json'}")
+    write_summary(args.out, summary)
     return 0

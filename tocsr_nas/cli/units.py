@@ -5,7 +5,6 @@ import argparse
 import json
 
 
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "units", help="list a teacher's replaceable units (the unit graph)",

@@ -1,0 +1,35 @@
+"""What the recipe commands (``train``, ``train-sr``) share: the common flags, reading the recipe, the summary."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..config_io import read_mapping
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: list[str], out_help: str, hr_help: str) -> None:
+    """The positional recipe name and ``--config``, ``--out``, ``--hr-dir``, ``--no-resume``."""
+    parser.add_argument("recipe", choices=recipes, help="what to train")
+    parser.add_argument("--config", required=True, type=Path, help="recipe YAML file")
+    parser.add_argument("--out", required=True, type=Path, help=out_help)
+    parser.add_argument("--hr-dir", type=Path, help=hr_help)
+    parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and start over")
+
+
+def read_recipe(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe file as a mapping, with ``--hr-dir`` (if given) as ``data.source``."""
+    data = read_mapping(args.config)
+    if args.hr_dir is not None:
+        data.setdefault("data", {})["source"] = str(args.hr_dir)
+    return data
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> None:
+    """Write ``out/result.json`` and print the summary's scalar entries on one line."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
+                    if not isinstance(v, (dict, list))))
+    print(f"wrote {out / 'result.json'}")

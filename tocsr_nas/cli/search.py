@@ -84,6 +84,13 @@ def run_search(args: argparse.Namespace) -> int:
     loss, cost = config.objectives
     print(f"eps (bound on {loss}): {', '.join(f'{e:g}' for e in config.eps)}"
           f"{'' if 'eps' in _given(args) else ' (default)'}; objectives: {loss}, {cost}")
+    if args.optuna_journal:
+        import importlib.util  # noqa: PLC0415
+
+        from ..errors import ConfigError  # noqa: PLC0415
+
+        if importlib.util.find_spec("optuna") is None:
+            raise ConfigError("needs the package 'optuna' (pip install tocsr-nas[optuna])", key="--optuna-journal")
     runner = build_runner(config, args.out)
     if args.optuna_journal:
         from ..search.optuna_journal import OptunaJournalMirror  # noqa: PLC0415

@@ -221,6 +221,10 @@ class TablePlan:
         """The table from measured ``times`` (by key)."""
         teacher_ms = times[self.model_key]
         fixed_ms = teacher_ms - sum(times[k] for k in self.decided_keys)
+        if fixed_ms < 0:  # the units alone took longer than the whole model: noise (a loaded machine, few repeats)
+            logger.warning("latency table: fixed part measured %.3f ms < 0 (noisy timings; more repeats help): "
+                           "using 0", fixed_ms)
+            fixed_ms = 0.0
         rows = [{**{k: v for k, v in row.items() if k != "key"}, "ms": times[row["key"]]} for row in self.rows]
         return LatencyTable(self.space, self.target, fixed_ms, teacher_ms, rows)
 
@@ -269,7 +273,8 @@ def build_latency_table(teacher: Teacher, space: SearchSpace, target: LatencyTar
     if todo:
         cache.entries.update(measure_many({key: plan.calls[key] for key in todo}, target))
         cache.save()
-    teacher.unet.to(device="cpu", dtype=torch.float32)
+    if target.device != "cpu" or target.dtype != "float32":
+        teacher.unet.to(device="cpu", dtype=torch.float32)
     table = plan.table(cache.entries)
     logger.info("latency table of %s on %s: %d placements, %d timed now; teacher %.3f ms, fixed %.3f ms",
                 space.name, target.key, len(plan.rows), len(todo), table.teacher_ms, table.fixed_ms)

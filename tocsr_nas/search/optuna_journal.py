@@ -9,6 +9,7 @@ journal never holds a trial twice. Needs Optuna (extra ``optuna``), imported whe
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,9 @@ class OptunaJournalMirror:
         self.study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
                                          directions=["minimize"] * len(self.objectives))
         if self.study.metric_names is None:
-            self.study.set_metric_names(self.objectives)
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, still so in 5.0
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.study.set_metric_names(self.objectives)
         mirrored = {t.user_attrs.get("trial_id") for t in self.study.get_trials(deepcopy=False)}
         for record in records:
             if record.trial_id not in mirrored:

@@ -81,27 +81,27 @@ def main() -> None:
         "rows": check.to_dict(orient="records"),
     }
     lines = [
-        f"Latency table of `{args.space}` on this CPU: torch eager, fp32, batch 1, {args.threads} thread(s), "
-        f"median of {args.repeats} interleaved rounds after warm-up. Table build (as a search builds it): "
-        f"**{build_s:.1f} s** for {len(plan.rows)} placements ({len(plan.calls)} distinct calls incl. the teacher).",
+        (f"Latency table of `{args.space}` on this CPU: torch eager, fp32, batch 1, {args.threads} thread(s), "
+         f"median of {args.repeats} interleaved rounds after warm-up. Table build (as a search builds it): "
+         f"**{build_s:.1f} s** for {len(plan.rows)} placements ({len(plan.calls)} distinct calls incl. the teacher)."),
         "",
-        f"Table sum vs whole-model time over {len(archs)} random archs (measured side by side in one run, "
-        f"{side_by_side_s:.0f} s): median error **{result['median_rel_error']:.1%}**, mean "
-        f"{result['mean_rel_error']:.1%}, max {result['max_rel_error']:.1%}, median signed error (table - model) "
-        f"{result['median_signed_error']:+.1%}. Teacher (compact) {table.teacher_ms:.1f} ms, fixed part "
-        f"{table.fixed_ms:.1f} ms. Target: median error <= 10%.",
+        (f"Table sum vs whole-model time over {len(archs)} random archs (measured side by side in one run, "
+         f"{side_by_side_s:.0f} s): median error **{result['median_rel_error']:.1%}**, mean "
+         f"{result['mean_rel_error']:.1%}, max {result['max_rel_error']:.1%}, median signed error (table - model) "
+         f"{result['median_signed_error']:+.1%}. Teacher (compact) {table.teacher_ms:.1f} ms, fixed part "
+         f"{table.fixed_ms:.1f} ms. Target: median error <= 10%."),
         "",
-        f"Load average (1/5/15 min) before {'/'.join(f'{v:.1f}' for v in load_before)}, after "
-        f"{'/'.join(f'{v:.1f}' for v in load_after)} on {os.cpu_count()} CPUs (a shared machine: absolute times "
-        "vary with the load; the error compares times taken in the same window).",
+        (f"Load average (1/5/15 min) before {'/'.join(f'{v:.1f}' for v in load_before)}, after "
+         f"{'/'.join(f'{v:.1f}' for v in load_after)} on {os.cpu_count()} CPUs (a shared machine: absolute times "
+         "vary with the load; the error compares times taken in the same window)."),
         "",
         "| arch | table (ms) | model (ms) | error |",
         "|---|---:|---:|---:|",
         *[f"| `{r['arch']}` | {r['ms_table']:.1f} | {r['ms_model']:.1f} | {r['rel_error']:.1%} |"
           for r in result["rows"]],
         "",
-        f"Command: `python benchmarks/latency_table.py --space {args.space} --archs {args.archs} "
-        f"--repeats {args.repeats} --threads {args.threads} --seed {args.seed}`",
+        (f"Command: `python benchmarks/latency_table.py --space {args.space} --archs {args.archs} "
+         f"--repeats {args.repeats} --threads {args.threads} --seed {args.seed}`"),
     ]
     write_results("latency_table", result, "\n".join(lines) + "\n", args.out)
     print("\n".join(lines[:3]))

@@ -128,7 +128,9 @@ def run_pareto(args: argparse.Namespace) -> int:
     elif front.empty:
         print("no complete trials yet")
     else:
-        print(front[["trial_id", "loss", "gmacs", "params_m", "params_ratio", "macs_ratio", "arch"]].to_string(index=False))
+        latency = [c for c in ("latency_ms", "latency_ratio") if c in front]
+        print(front[["trial_id", "loss", "gmacs", "params_m", "params_ratio", "macs_ratio", *latency, "arch"]]
+              .to_string(index=False))
     return 0
 
 

@@ -5,8 +5,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -57,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         write_csv,
     )
     from ..sr.model import load_sr_model  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415  (heavy imports only when the command runs)
 
     torch.set_num_threads(args.threads)
     models = {}

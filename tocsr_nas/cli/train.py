@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config_io import validate
 from .recipe_args import add_recipe_arguments, read_recipe, write_summary
 
 
@@ -32,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train_vae(args: argparse.Namespace, data: dict) -> dict:
+    from ..config_io import validate  # noqa: PLC0415  (pydantic/yaml only when run)
+
     from ..data.images import list_image_files  # heavy imports only for this command
     from ..training.evaluate import vae_psnr
     from ..training.vae_recipe import VaeRecipe, run_vae_recipe
@@ -47,6 +48,8 @@ def _train_vae(args: argparse.Namespace, data: dict) -> dict:
 
 
 def _train_teacher(args: argparse.Namespace, data: dict) -> dict:
+    from ..config_io import validate  # noqa: PLC0415  (pydantic/yaml only when run)
+
     from ..training.teacher_recipe import TeacherRecipe, run_teacher_recipe
 
     if args.vae is not None:

@@ -1,6 +1,8 @@
 """Feature distillation of surrogate blocks on the micro teacher (a small space over its first down block)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import csv
 import json
 from pathlib import Path
@@ -63,11 +65,12 @@ def _wrong_shape(unit, teacher):  # noqa: ANN001, ANN202
 
 
 @pytest.fixture
-def broken_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+def broken_ops() -> Iterator[None]:
     """Register the two broken test ops for one test only (the registry is global)."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    register_op("test_nan_resnet", kinds={"resnet"}, short="nan")(_nan_resnet)
-    register_op("test_wrong_shape", kinds={"resnet"}, short="bad")(_wrong_shape)
+    with registry.OPS.scoped():
+        register_op("test_nan_resnet", kinds={"resnet"}, short="nan")(_nan_resnet)
+        register_op("test_wrong_shape", kinds={"resnet"}, short="bad")(_wrong_shape)
+        yield
 
 
 @pytest.fixture(scope="module")

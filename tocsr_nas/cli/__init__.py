@@ -37,9 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: tocsr-nas profile --space tiny_ldm",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    parser.add_argument("--plugins", nargs="+", default=[], metavar="PLUGIN",
+    parser.add_argument("--plugins", action="extend", type=lambda text: [p for p in text.split(",") if p], default=[],
+                        metavar="PLUGIN[,PLUGIN]",
                         help="local plug-ins to load first: .py files or module names registering ops, strategies, "
-                             "evaluators or degradations (runs their code)")
+                             "evaluators or degradations (runs their code; repeatable)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name.replace('-', '_')}").add_parser(subparsers)

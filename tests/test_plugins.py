@@ -117,7 +117,7 @@ def test_user_op_from_a_py_file_profiled_distilled_searched_extracted_reloaded(
     assert config["plugins"] == {"bottleneck": str(plugin.resolve())}
 
     compact = CompactUNet.from_pretrained(tmp_path / "compact")
-    assert type(compact.unet.get_submodule("down_blocks.0.resnets.0")).__name__ == "Bottleneck"
+    assert type(compact.get_submodule("down_blocks.0.resnets.0")).__name__ == "Bottleneck"
     inputs = {"sample": torch.randn(1, 16, 16, 16, generator=torch.Generator().manual_seed(0)),
               "timestep": torch.tensor([10]), "encoder_hidden_states": torch.randn(1, 4, 32)}
     with torch.no_grad():

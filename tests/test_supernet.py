@@ -30,7 +30,7 @@ def test_teacher_arch_is_the_teacher_exactly(supernet, micro_teacher, micro_spac
     supernet.activate(micro_space.teacher_arch())
     assert torch.equal(supernet(**inputs).sample, micro_teacher.unet(**inputs).sample)
     compact = supernet.extract(micro_space.teacher_arch())
-    theirs, ours = micro_teacher.unet.state_dict(), compact.unet.state_dict()
+    theirs, ours = micro_teacher.unet.state_dict(), compact.state_dict()
     assert list(theirs) == list(ours)
     assert all(torch.equal(theirs[k], ours[k]) for k in theirs)
 
@@ -54,7 +54,7 @@ def test_extracted_model_is_independent(supernet, micro_space):
         for p in compact.parameters():
             p.add_(1.0)
     original = supernet.candidate_module("down_blocks.0.resnets.0", "slim(width=0.5)")
-    copied = compact.unet.get_submodule("down_blocks.0.resnets.0")
+    copied = compact.get_submodule("down_blocks.0.resnets.0")
     assert not any(torch.equal(a, b) for a, b in zip(original.parameters(), copied.parameters()))
 
 

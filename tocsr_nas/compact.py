@@ -1,26 +1,25 @@
 """Compact UNets: a teacher UNet with some units replaced by candidate ops, saved and loaded on its own.
 
-A :class:`CompactUNet` is a diffusers model (``ModelMixin`` + ``ConfigMixin``): its constructor arguments are its
-saved config (the UNet config, the op, hyperparameters and recorded shapes of every replaced unit, free-form
-``meta``, and the plug-ins its ops came from), so ``save_pretrained``/``from_pretrained`` write and read a plain
-diffusers folder (``config.json`` + ``diffusion_pytorch_model.safetensors``), also as the ``unet/`` of a
-``StableDiffusionPipeline``. It keeps the diffusers calling convention (``unet(sample, timestep,
-encoder_hidden_states).sample``). Loading rebuilds the structure from the config alone and never runs code: an op
+A :class:`CompactUNet` is a diffusers ``UNet2DConditionModel`` (``ModelMixin`` + ``ConfigMixin``): its constructor
+arguments are its saved config (the UNet's, plus the op, hyperparameters and recorded shapes of every replaced
+unit, free-form ``meta``, and the plug-ins its ops came from), so ``save_pretrained``/``from_pretrained`` write and
+read a plain diffusers folder (``config.json`` + ``diffusion_pytorch_model.safetensors``), also as the ``unet/`` of
+a ``StableDiffusionPipeline``. Loading rebuilds the structure from the config alone and never runs code: an op
 from a plug-in that is not loaded is a one-line error naming the plug-in to pass with ``--plugins``. Folders in
 the earlier format (``compact_unet.json`` + ``model.safetensors``) still load.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from diffusers import ConfigMixin, ModelMixin, UNet2DConditionModel
-from diffusers.configuration_utils import FrozenDict, register_to_config
+from diffusers import ModelMixin, UNet2DConditionModel  # noqa: F401  (a pipeline's loader finds ModelMixin here)
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from torch import nn
 
 from .atomic import atomic_folder
 from .config_io import read_folder_config, read_mapping
@@ -84,65 +83,62 @@ def _plain(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dict(config).items() if not k.startswith("_")}
 
 
-class CompactUNet(ModelMixin, ConfigMixin):
-    """A UNet whose units were replaced as described by ``choices``; behaves like the diffusers UNet.
+_OWN_KEYS = ("choices", "meta", "plugins")
+
+
+class CompactUNet(UNet2DConditionModel):
+    """A ``UNet2DConditionModel`` whose units at ``choices`` were replaced by candidate ops.
+
+    It is a diffusers UNet (``isinstance(compact, UNet2DConditionModel)``), so pipelines, schedulers and
+    ``save_pretrained``/``from_pretrained`` treat it as one. Its config is the UNet's plus three keys:
 
     Args:
-        unet_config: the ``UNet2DConditionModel`` config of the teacher.
         choices: unit path -> ``UnitChoice.to_json()`` for every replaced unit.
         meta: free-form provenance (arch string, space, teacher).
-        plugins: op name -> plug-in, for ops not built in (recorded by :meth:`build`).
-        unet: an already assembled UNet (from :meth:`build`); not part of the config.
+        plugins: op name -> plug-in, for ops not built in (recorded by :meth:`build` and :meth:`wrap`).
+        **unet_config: the ``UNet2DConditionModel`` arguments of the teacher.
     """
 
-    config_name = CONFIG_NAME
-    ignore_for_config = ["unet"]
-
-    @register_to_config
-    def __init__(self, unet_config: dict[str, Any], choices: dict[str, dict[str, Any]],
-                 meta: dict[str, Any] | None = None, plugins: dict[str, str] | None = None,
-                 unet: UNet2DConditionModel | None = None) -> None:
-        super().__init__()
+    def __init__(self, *, choices: dict[str, dict[str, Any]], meta: dict[str, Any] | None = None,
+                 plugins: dict[str, str] | None = None, _teacher: UNet2DConditionModel | None = None,
+                 _ops: Mapping[str, nn.Module] | None = None, **unet_config: Any) -> None:
+        super().__init__(**unet_config)
+        self.register_to_config(choices=dict(choices), meta=dict(meta or {}), plugins=dict(plugins or {}))
         self.choices = {path: UnitChoice.from_json(c) for path, c in choices.items()}
         self.meta = dict(meta or {})
-        if unet is None:
+        if _teacher is not None:  # start from the teacher's weights; ops are built from its units
+            self.load_state_dict(_teacher.state_dict())
+        if _ops is None:
             check_plugins(self.choices, plugins or {})
-            unet = UNet2DConditionModel(**unet_config)
-            for path, choice in self.choices.items():
-                unet.set_submodule(path, build_op(choice.op, choice.unit, unet.get_submodule(path), choice.hparams))
-        self.unet = unet
+        for path, choice in self.choices.items():
+            op = _ops[path] if _ops is not None else build_op(choice.op, choice.unit, self.get_submodule(path),
+                                                              choice.hparams)
+            self.set_submodule(path, op)
 
     @classmethod
     def build(cls, teacher_unet: UNet2DConditionModel, choices: Mapping[str, UnitChoice],
               meta: Mapping[str, Any] | None = None) -> CompactUNet:
-        """Copy ``teacher_unet`` and put a freshly built op at each unit of ``choices``.
-
-        The copy shares no parameters with ``teacher_unet``; ``teacher`` choices keep a copy of the teacher's unit.
-        """
-        unet = copy.deepcopy(teacher_unet)
-        for path, choice in choices.items():
-            unet.set_submodule(path, build_op(choice.op, choice.unit, unet.get_submodule(path), choice.hparams))
-        return cls.wrap(unet, choices, meta)
+        """The teacher with a freshly built op at each unit of ``choices`` (sharing no parameters with it)."""
+        return cls(choices={p: c.to_json() for p, c in choices.items()}, meta=dict(meta or {}),
+                   plugins=op_plugins(choices), _teacher=teacher_unet, **_plain(teacher_unet.config))
 
     @classmethod
     def wrap(cls, unet: UNet2DConditionModel, choices: Mapping[str, UnitChoice],
              meta: Mapping[str, Any] | None = None) -> CompactUNet:
-        """A compact UNet around ``unet``, whose units at ``choices`` already hold the chosen ops."""
-        return cls(unet_config=_plain(unet.config), choices={p: c.to_json() for p, c in choices.items()},
-                   meta=dict(meta or {}), plugins=op_plugins(choices), unet=unet)
+        """A compact UNet from ``unet``, whose units at ``choices`` already hold the chosen (trained) ops."""
+        compact = cls(choices={p: c.to_json() for p, c in choices.items()}, meta=dict(meta or {}),
+                      plugins=op_plugins(choices), _ops={p: unet.get_submodule(p) for p in choices},
+                      **_plain(unet.config))
+        compact.load_state_dict(unet.state_dict())
+        return compact
 
     @property
-    def config(self) -> FrozenDict:
-        """The saved config plus the inner UNet's keys (``in_channels``, ``sample_size``, ...) pipelines read."""
-        unet = self.__dict__.get("_modules", {}).get("unet")
-        return FrozenDict({**(dict(unet.config) if unet is not None else {}), **self._internal_dict})
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.unet(*args, **kwargs)
+    def unet_config(self) -> dict[str, Any]:
+        """The plain ``UNet2DConditionModel`` arguments (the config without the compact UNet's own keys)."""
+        return {k: v for k, v in _plain(self.config).items() if k not in _OWN_KEYS}
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> Path:  # type: ignore[override]
         """Write ``config.json`` and safetensors weights atomically (a temp folder renamed into place)."""
-        self.register_to_config(unet_config=_plain(self.unet.config))  # e.g. after conv_in was widened
         kwargs["safe_serialization"] = True
         with atomic_folder(save_directory) as tmp:
             super().save_pretrained(tmp, **kwargs)
@@ -169,7 +165,7 @@ class CompactUNet(ModelMixin, ConfigMixin):
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"invalid choices ({type(err).__name__}: {err})", source=path, key="choices") from None
         check_plugins(choices, config.get("plugins") or {}, source=path)
-        kwargs.setdefault("low_cpu_mem_usage", False)  # ops build from the teacher's weights: not on 'meta'
+        kwargs["low_cpu_mem_usage"] = False  # ops are built from real unit weights, not on the 'meta' device
         try:
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         except ConfigError:
@@ -179,20 +175,32 @@ class CompactUNet(ModelMixin, ConfigMixin):
 
     @classmethod
     def _from_legacy(cls, folder: Path) -> CompactUNet:
-        """A folder in the earlier format: ``compact_unet.json`` + ``model.safetensors`` (keys without ``unet.``)."""
+        """A folder in the earlier format: ``compact_unet.json`` + ``model.safetensors``."""
         config = read_folder_config(folder, LEGACY_CONFIG_NAME, what="a compact UNet", format=LEGACY_FORMAT, version=1)
-        compact = cls(unet_config=config["unet_config"], choices=config["choices"], meta=config.get("meta"),
-                      plugins=config.get("plugins"))
+        compact = cls(choices=config["choices"], meta=config.get("meta"), plugins=config.get("plugins"),
+                      **config["unet_config"])
         weights = folder / LEGACY_WEIGHTS_NAME
         try:
             state = load_file(str(weights))
         except (SafetensorError, OSError) as err:
             raise ConfigError(f"cannot read weights ({err})", source=weights) from None
         try:
-            compact.unet.load_state_dict(state, strict=True)
+            compact.load_state_dict(state, strict=True)
         except RuntimeError as err:
             raise ConfigError(f"weights do not match the config ({str(err).splitlines()[0]})", source=weights) from None
         return compact.eval()
+
+
+def _signature() -> inspect.Signature:
+    """``CompactUNet.__init__``'s signature as diffusers' config loading sees it: its keys and the UNet's."""
+    own = inspect.signature(CompactUNet.__init__).parameters
+    unet = inspect.signature(UNet2DConditionModel.__init__).parameters
+    params = [own["self"], *(own[k] for k in _OWN_KEYS),
+              *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for k, p in unet.items() if k != "self")]
+    return inspect.Signature(params)
+
+
+CompactUNet.__init__.__signature__ = _signature()  # type: ignore[attr-defined]
 
 
 __all__ = ["CompactUNet", "UnitChoice", "check_plugins", "op_plugins"]

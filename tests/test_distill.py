@@ -1,10 +1,9 @@
 """Feature distillation of surrogate blocks on the micro teacher (a small space over its first down block)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,8 @@ from tocsr_nas.distill import DistillConfig, distill_blocks, load_surrogates
 from tocsr_nas.distill.capture import capture_units
 from tocsr_nas.distill.store import TABLE_FILE, candidate_key
 from tocsr_nas.errors import ConfigError
-from tocsr_nas.ops.base import ResnetOp
 from tocsr_nas.ops import registry
+from tocsr_nas.ops.base import ResnetOp
 from tocsr_nas.ops.registry import register_op
 from tocsr_nas.supernet import Supernet
 from tocsr_nas.teachers import load_teacher

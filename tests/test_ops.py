@@ -14,7 +14,7 @@ from tocsr_nas.ops import OpSpec, ResnetOp, build_op, get_op, register_op, regis
 from tocsr_nas.ops.registry import OPS as OPS_REGISTRY
 from tocsr_nas.testing import OpBench, check_op
 from tocsr_nas.testing import ops as suite
-from tocsr_nas.testing.ops import call_unit, distinct, n_params, unit_inputs
+from tocsr_nas.testing.ops import call_unit, n_params, unit_inputs
 from tocsr_nas.units import UnitInfo
 
 OPS = sorted(registered_ops())

@@ -43,6 +43,8 @@ def _named_models(specs: list[Path]) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch  # noqa: PLC0415  (heavy imports only when the command runs)
+
     from ..data.images import list_image_files  # noqa: PLC0415 (heavy imports only for this command)
     from ..errors import ConfigError  # noqa: PLC0415
     from ..sr.evaluate import (  # noqa: PLC0415
@@ -55,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
         write_csv,
     )
     from ..sr.model import load_sr_model  # noqa: PLC0415
-
-    import torch  # noqa: PLC0415  (heavy imports only when the command runs)
 
     torch.set_num_threads(args.threads)
     models = {}

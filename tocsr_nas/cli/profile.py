@@ -29,10 +29,11 @@ def _cost_dict(cost) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np  # noqa: PLC0415  (heavy imports only for this command)
+
     import search_spaces  # noqa: PLC0415
 
-    from ..profiling.cost_table import CostTable, build_cost_table, verify_cost_table
-    from ..teachers import load_teacher
+    from ..profiling.cost_table import CostTable, build_cost_table, verify_cost_table  # noqa: PLC0415
+    from ..teachers import load_teacher  # noqa: PLC0415
 
     space = search_spaces.load(args.space)
     teacher = load_teacher(space.teacher)

@@ -5,7 +5,6 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-
 if TYPE_CHECKING:
     from ..search.config import SearchConfig
 
@@ -56,7 +55,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _config(args: argparse.Namespace) -> SearchConfig:
     from ..config_io import read_mapping, validate  # noqa: PLC0415  (pydantic/yaml only when run)
-
     from ..search.config import SearchConfig  # noqa: PLC0415 (the search package imports every strategy)
 
     data = dict(read_mapping(args.config)) if args.config else {}

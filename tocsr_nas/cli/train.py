@@ -32,10 +32,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _train_vae(args: argparse.Namespace, data: dict) -> dict:
     from ..config_io import validate  # noqa: PLC0415  (pydantic/yaml only when run)
-
-    from ..data.images import list_image_files  # heavy imports only for this command
-    from ..training.evaluate import vae_psnr
-    from ..training.vae_recipe import VaeRecipe, run_vae_recipe
+    from ..data.images import list_image_files  # noqa: PLC0415  (heavy imports only for this command)
+    from ..training.evaluate import vae_psnr  # noqa: PLC0415
+    from ..training.vae_recipe import VaeRecipe, run_vae_recipe  # noqa: PLC0415
 
     recipe = validate(VaeRecipe, data, source=args.config)
     eval_files = {str(d): list_image_files(d) for d in args.eval_dir}
@@ -49,8 +48,7 @@ def _train_vae(args: argparse.Namespace, data: dict) -> dict:
 
 def _train_teacher(args: argparse.Namespace, data: dict) -> dict:
     from ..config_io import validate  # noqa: PLC0415  (pydantic/yaml only when run)
-
-    from ..training.teacher_recipe import TeacherRecipe, run_teacher_recipe
+    from ..training.teacher_recipe import TeacherRecipe, run_teacher_recipe  # noqa: PLC0415
 
     if args.vae is not None:
         data["vae"] = str(args.vae)

@@ -69,7 +69,6 @@ def _read(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, bool, bool]:
 def _write(path: Path, rgb: torch.Tensor, alpha: torch.Tensor | None, gray: bool, deep: bool) -> None:
     """Save as PNG: grayscale (16-bit when the input was; with alpha when it had one) or RGB(A) 8-bit."""
     import numpy as np  # noqa: PLC0415  (heavy imports only when the command runs)
-    import torch  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,10 +110,10 @@ def _plan(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch  # noqa: PLC0415  (heavy imports only when the command runs)
+
     from ..sr.model import load_sr_model  # noqa: PLC0415
     from ..sr.pipeline import upsample_lr, upscale_image  # noqa: PLC0415
-
-    import torch  # noqa: PLC0415  (heavy imports only when the command runs)
 
     torch.set_num_threads(args.threads)
     pairs = _plan(args)

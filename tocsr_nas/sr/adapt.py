@@ -10,9 +10,7 @@ from __future__ import annotations
 import copy
 
 import torch
-from diffusers import UNet2DConditionModel
 from torch import nn
-
 
 
 def widen_conv_in(unet: nn.Module, extra_channels: int) -> None:

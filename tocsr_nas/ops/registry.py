@@ -12,8 +12,10 @@ Register an op in your own code with the decorator::
     def my_block(unit, teacher, *, width: float = 0.5):
         return MyBlock(unit.in_channels, unit.out_channels, unit.temb_channels, width)
 
-or from an installed package through the ``tocsr_nas.ops`` entry-point group (the entry point names a module
-whose import registers its ops, or the decorated builder itself).
+in a local plug-in file (``plugins: [my_ops.py]`` in a space YAML, or ``--plugins``; see
+:mod:`tocsr_nas.plugins`), or from an installed package through the ``tocsr_nas.ops`` entry-point group (the entry
+point names a module whose import registers its ops, or the decorated builder itself). ``OPS`` is the op
+:class:`~tocsr_nas.registry.Registry`; ``tocsr_nas.testing.check_op`` is the conformance suite.
 """
 from __future__ import annotations
 

@@ -215,3 +215,18 @@ def test_shipped_spaces_pass_the_space_suite() -> None:
 
     for name in search_spaces.available_spaces():
         check_space(search_spaces.load(name))
+
+
+def test_bad_plugins_on_the_command_line_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from .badinput import assert_refused
+
+    assert_refused(["--plugins", str(tmp_path / "missing.py"), "space", "list"], tmp_path, capsys,
+                   match="--plugins: plugins: plugin file not found")
+    (tmp_path / "bad.py").write_text("raise ImportError('needs the package xyz')\n")
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.replace("../user/my_ops.py", "bad.py"))
+    assert_refused(["space", "show", str(space)], tmp_path, capsys,
+                   match="plugins: plugin " + str((tmp_path / "bad.py").resolve()) + " failed to load: ImportError")
+    space.write_text(SPACE.replace("[../user/my_ops.py]", "my_ops.py"))
+    assert_refused(["space", "show", str(space)], tmp_path, capsys,
+                   match="plugins: must be a list of .py files or module names")

@@ -59,15 +59,17 @@ def main() -> None:
     base = medians["python -c pass"]
     heavy = subprocess.run([sys.executable, "-c", PROBE], check=True, capture_output=True, text=True, cwd=ROOT,
                            env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.strip()
-    data = {"rounds": args.rounds, "times_s": times, "median_s": medians,
+    load = os.getloadavg()[0]
+    data = {"rounds": args.rounds, "load_average_1min": load, "times_s": times, "median_s": medians,
             "added_s": {name: m - base for name, m in medians.items() if name != "python -c pass"},
             "heavy_modules_imported_by_parser": heavy.split(",") if heavy else []}
     rows = "\n".join(f"| `{name}` | {medians[name]:.3f} | {medians[name] - base:+.3f} |" for name in commands)
-    markdown = (f"Median of {args.rounds} rounds (the commands alternate within a round), fresh processes.\n\n"
+    markdown = (f"Median of {args.rounds} rounds (the commands alternate within a round), fresh processes; "
+                f"1-minute load average {load:.1f} when done (on a busy machine every row is slower).\n\n"
                 "| command | median (s) | added over `python -c pass` (s) |\n|---|---|---|\n" + rows +
                 f"\n\nHeavy packages imported by building the parser: {heavy or 'none'}.\n\n"
                 f"Reproduce: `python benchmarks/cli_startup.py{' --baseline ' + str(args.baseline) if args.baseline else ''}`"
-                "\n")
+                + (" (the baseline: `git archive <commit> | tar -x -C DIR`)" if args.baseline else "") + "\n")
     json_path, md_path = write_results("cli_startup", data, markdown)
     print(markdown)
     print(f"wrote {json_path} and {md_path}")

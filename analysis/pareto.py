@@ -51,7 +51,7 @@ def hypervolume(points: np.ndarray | Sequence[Sequence[float]], reference: Seque
     if len(points) == 0:
         return 0.0
     if points.shape[1] != 2:
-        from pymoo.indicators.hv import HV
+        from pymoo.indicators.hv import HV  # noqa: PLC0415
 
         return float(HV(ref_point=reference)(points))
     front = points[pareto_mask(points)]

@@ -26,8 +26,14 @@ from _common import RESULTS, write_results  # noqa: E402
 
 import search_spaces  # noqa: E402
 from tocsr_nas.profiling.cost_table import extract_fresh, model_inputs  # noqa: E402
-from tocsr_nas.profiling.latency import (LatencyTarget, build_latency_table, compare_latency,  # noqa: E402
-                                         measure_many, model_call, plan_latency_table)
+from tocsr_nas.profiling.latency import (  # noqa: E402
+    LatencyTarget,
+    build_latency_table,
+    compare_latency,
+    measure_many,
+    model_call,
+    plan_latency_table,
+)
 from tocsr_nas.teachers import load_teacher  # noqa: E402
 from tocsr_nas.units import build_unit_graph, unit_infos  # noqa: E402
 

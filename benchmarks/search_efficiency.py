@@ -38,11 +38,11 @@ from evaluators.cost import CostEvaluator  # noqa: E402
 from evaluators.distillation import DistillationEvaluator, ValidationSet  # noqa: E402
 from strategies import available_strategies  # noqa: E402
 from tocsr_nas.distill.config import DistillConfig  # noqa: E402
+from tocsr_nas.distill.inputs import noise_scheduler  # noqa: E402
 from tocsr_nas.distill.run import distill_blocks  # noqa: E402
 from tocsr_nas.distill.store import load_surrogates  # noqa: E402
 from tocsr_nas.profiling.cost_table import build_cost_table  # noqa: E402
 from tocsr_nas.search import SearchConfig, SearchRunner  # noqa: E402
-from tocsr_nas.distill.inputs import noise_scheduler  # noqa: E402
 from tocsr_nas.search.components import validation_latents  # noqa: E402
 from tocsr_nas.search.config import ValidationConfig  # noqa: E402
 from tocsr_nas.supernet import Supernet  # noqa: E402

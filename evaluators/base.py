@@ -4,6 +4,9 @@ An evaluator maps an architecture to metrics: ``evaluator.evaluate(arch, budget)
 (``cheap = True``, e.g. the cost table) run first and decide feasibility; expensive ones (the distillation loss)
 run only for feasible archs. ``fingerprint`` identifies an evaluator's configuration, so results can be cached by
 ``(fingerprint, arch_id, budget)``.
+
+Register an evaluator with ``@register_evaluator("name")`` (in a plug-in file or a package's
+``tocsr_nas.evaluators`` entry point); ``make_evaluator(name, **kwargs)`` builds one by name.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from tocsr_nas.arch import Arch
-from tocsr_nas.errors import ConfigError
+from tocsr_nas.registry import Registry
 
 
 class Evaluator(abc.ABC):
@@ -36,29 +39,24 @@ class Evaluator(abc.ABC):
 
 
 EvaluatorFactory = Callable[..., Evaluator]
-_REGISTRY: dict[str, EvaluatorFactory] = {}
+EVALUATORS: Registry[EvaluatorFactory] = Registry(
+    "evaluator", group="tocsr_nas.evaluators", key="evaluators",
+    builtins=["evaluators.cost", "evaluators.distillation", "evaluators.latency"],
+)
 
 
 def register_evaluator(name: str) -> Callable[[EvaluatorFactory], EvaluatorFactory]:
     """Register an evaluator factory under ``name``: ``factory(context, **options) -> Evaluator``, where
     ``context`` is the search's :class:`evaluators.context.EvaluationContext` and ``options`` come from the
     search config (``evaluators: [{name: ..., options: {...}}]``)."""
-
-    def decorate(factory: EvaluatorFactory) -> EvaluatorFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorate
+    return EVALUATORS.decorator(name)
 
 
 def available_evaluators() -> list[str]:
-    from . import cost, distillation, latency  # noqa: F401, PLC0415  (register the built-ins)
-
-    return sorted(_REGISTRY)
+    """Names of the usable evaluators."""
+    return EVALUATORS.names()
 
 
 def make_evaluator(name: str, **kwargs: Any) -> Evaluator:
     """Build the evaluator registered as ``name``; an unknown name lists the registered ones."""
-    if name not in available_evaluators():
-        raise ConfigError(f"unknown evaluator '{name}'", key="evaluators", allowed=available_evaluators())
-    return _REGISTRY[name](**kwargs)
+    return EVALUATORS.get(name)(**kwargs)

@@ -12,8 +12,13 @@ from pathlib import Path
 
 from tocsr_nas.arch import Arch
 from tocsr_nas.errors import ConfigError
-from tocsr_nas.profiling.latency import (LatencyCache, LatencyTable, LatencyTarget, build_latency_table,
-                                         latency_fingerprint)
+from tocsr_nas.profiling.latency import (
+    LatencyCache,
+    LatencyTable,
+    LatencyTarget,
+    build_latency_table,
+    latency_fingerprint,
+)
 
 from .base import Evaluator, register_evaluator
 from .context import EvaluationContext

@@ -1,7 +1,8 @@
 """Search spaces in YAML: ``search_spaces.load("tiny_ldm")`` or ``search_spaces.load("path/to/space.yaml")``.
 
 A space names a teacher, groups the teacher's units into stages by path patterns, and lists candidate ops per
-unit kind (see ``tiny_ldm.yaml`` for an annotated example).
+unit kind (see ``tiny_ldm.yaml`` for an annotated example). ``plugins: [my_ops.py]`` (paths relative to the YAML)
+loads local ops before the space is resolved (see :mod:`tocsr_nas.plugins`).
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from tocsr_nas.config_io import read_mapping, validate
 from tocsr_nas.errors import ConfigError
+from tocsr_nas.plugins import load_config_plugins
 
 from .schema import SpaceConfig, StageConfig
 from .space import Candidate, Decision, SearchSpace
@@ -42,7 +44,9 @@ def load(spec: str | Path, unit_kinds: dict[str, str] | None = None) -> SearchSp
             the YAML (built on the meta device, so even SD-scale teachers resolve instantly).
     """
     path = space_path(spec)
-    config = validate(SpaceConfig, read_mapping(path), source=path)
+    data = read_mapping(path)
+    load_config_plugins(data, source=path, base=path.parent)
+    config = validate(SpaceConfig, data, source=path)
     teacher_path = path.parent / config.teacher
     if teacher_path.suffix in {".yaml", ".yml", ".json"} or teacher_path.is_dir():
         if teacher_path.exists():

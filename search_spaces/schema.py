@@ -24,6 +24,7 @@ class SpaceConfig(pydantic.BaseModel, extra="forbid"):
     name: str = pydantic.Field(min_length=1)
     description: str = ""
     teacher: str = "tiny-ldm"
+    plugins: list[str] = []  # local .py files (relative to the YAML) or modules registering ops; loaded first
     latent_size: int | None = pydantic.Field(None, gt=0)  # profiling resolution; the teacher's by default
     candidates: dict[str, list[CandidateEntry]] = {}  # per unit kind, for every stage
     stages: list[StageConfig] = pydantic.Field(min_length=1)

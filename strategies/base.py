@@ -162,13 +162,13 @@ class Strategy(abc.ABC):
     def _propose(self, n: int) -> list[Key]:
         """Up to ``n`` distinct keys not in ``self._seen``."""
 
-    def _observe(self, observations: list[Observation]) -> None:
+    def _observe(self, observations: list[Observation]) -> None:  # noqa: B027
         """React to newly told trials (they are already in ``self.history``)."""
 
     def _extra_state(self) -> dict[str, Any]:
         return {}
 
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
+    def _load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027
         """Restore what :meth:`_extra_state` saved."""
 
     # -- helpers ------------------------------------------------------------------------------------------------

@@ -1,49 +1,51 @@
-"""The strategy registry: ``@register_strategy("name")`` on a :class:`Strategy` subclass, ``make_strategy`` by name."""
+"""The strategy registry: ``@register_strategy("name")`` on a :class:`Strategy` subclass, ``make_strategy`` by name.
+
+Built-ins are imported on the first lookup; ``bo`` needs BoTorch (extra ``bo``) and is listed as unavailable,
+with the extra to install, when it is missing. A new optional built-in is one more :class:`OptionalBuiltin` in
+``STRATEGIES`` below; a user's strategy is a decorated class in a plug-in file or an installed package
+(entry-point group ``tocsr_nas.strategies``).
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from tocsr_nas.errors import ConfigError
+from tocsr_nas.registry import OptionalBuiltin, Registry
 
 from .base import Problem, Strategy
 
 StrategyT = TypeVar("StrategyT", bound=type[Strategy])
-_STRATEGIES: dict[str, type[Strategy]] = {}
-_UNAVAILABLE: dict[str, str] = {}  # name -> why it cannot be built here (a missing optional dependency)
+
+STRATEGIES: Registry[type[Strategy]] = Registry(
+    "strategy", group="tocsr_nas.strategies", key="strategy",
+    builtins=["strategies.random_search", "strategies.evolution", "strategies.nsga2"],
+    optional=[OptionalBuiltin("strategies.bo", ("bo",), ("botorch", "gpytorch"), extra="bo"),
+              OptionalBuiltin("strategies.optuna_samplers", ("optuna-tpe", "optuna-gp", "optuna-nsga2"), ("optuna",),
+                              extra="optuna"),
+              OptionalBuiltin("strategies.nni_tuners", ("nni-tpe", "nni-evolution", "nni-anneal", "nni-random"),
+                              ("nni",), extra="nni")],
+)
 
 
 def register_strategy(name: str) -> Callable[[StrategyT], StrategyT]:
     """Class decorator: register a strategy under ``name`` (also sets ``cls.name``)."""
 
-    def decorator(cls: StrategyT) -> StrategyT:
-        if name in _STRATEGIES and _STRATEGIES[name] is not cls:
-            raise ValueError(f"strategy '{name}' is already registered by {_STRATEGIES[name].__qualname__}")
+    def decorate(cls: StrategyT) -> StrategyT:
+        STRATEGIES.register(name, cls)
         cls.name = name
-        _STRATEGIES[name] = cls
         return cls
 
-    return decorator
-
-
-def mark_unavailable(name: str, reason: str) -> None:
-    """Record that strategy ``name`` exists but cannot be built in this environment, and why."""
-    _UNAVAILABLE[name] = reason
+    return decorate
 
 
 def available_strategies() -> list[str]:
-    """Names of the registered strategies."""
-    return sorted(_STRATEGIES)
+    """Names of the usable strategies."""
+    return STRATEGIES.names()
 
 
 def strategy_class(name: str) -> type[Strategy]:
-    """The class registered as ``name``."""
-    if name not in _STRATEGIES and name in _UNAVAILABLE:
-        raise ConfigError(f"strategy '{name}' is unavailable: {_UNAVAILABLE[name]}", key="strategy",
-                          allowed=available_strategies())
-    if name not in _STRATEGIES:
-        raise ConfigError(f"unknown strategy '{name}'", key="strategy", allowed=available_strategies())
-    return _STRATEGIES[name]
+    """The class registered as ``name``; unknown or unavailable names raise :class:`ConfigError`."""
+    return STRATEGIES.get(name)
 
 
 def make_strategy(name: str, problem: Problem, *, seed: int, **options: Any) -> Strategy:

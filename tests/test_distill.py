@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ from tocsr_nas.distill import DistillConfig, distill_blocks, load_surrogates
 from tocsr_nas.distill.capture import capture_units
 from tocsr_nas.distill.store import TABLE_FILE, candidate_key
 from tocsr_nas.errors import ConfigError
-from tocsr_nas.ops.base import ResnetOp
 from tocsr_nas.ops import registry
+from tocsr_nas.ops.base import ResnetOp
 from tocsr_nas.ops.registry import register_op
 from tocsr_nas.supernet import Supernet
 from tocsr_nas.teachers import load_teacher
@@ -63,11 +64,12 @@ def _wrong_shape(unit, teacher):  # noqa: ANN001, ANN202
 
 
 @pytest.fixture
-def broken_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+def broken_ops() -> Iterator[None]:
     """Register the two broken test ops for one test only (the registry is global)."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    register_op("test_nan_resnet", kinds={"resnet"}, short="nan")(_nan_resnet)
-    register_op("test_wrong_shape", kinds={"resnet"}, short="bad")(_wrong_shape)
+    with registry.OPS.scoped():
+        register_op("test_nan_resnet", kinds={"resnet"}, short="nan")(_nan_resnet)
+        register_op("test_wrong_shape", kinds={"resnet"}, short="bad")(_wrong_shape)
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def test_pipeline_runs_and_resumes(micro_experiment, tmp_path):
     (_, config), = resolve(micro_experiment)
     first = run_experiment(config, tmp_path / "run")
     assert all(not r["skipped"] for r in first.values())
-    assert (tmp_path / "run" / "extract" / "compact" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "extract" / "compact" / "diffusion_pytorch_model.safetensors").is_file()
     second = run_experiment(config, tmp_path / "run")
     assert all(r["skipped"] for r in second.values())
     (_, changed), = resolve(micro_experiment, ["search.budget=4"])

@@ -1,4 +1,5 @@
-"""Conformance tests for every registered op on every tiny-ldm unit it can replace, plus the built-ins' specifics."""
+"""Every registered op passes the conformance suite (:mod:`tocsr_nas.testing.ops`) on tiny-ldm, plus the built-ins'
+specifics."""
 from __future__ import annotations
 
 import copy
@@ -10,8 +11,11 @@ from torch import nn
 
 from tocsr_nas.errors import ConfigError
 from tocsr_nas.ops import OpSpec, ResnetOp, build_op, get_op, register_op, registered_ops, registry
-from tocsr_nas.teachers import load_teacher
-from tocsr_nas.units import UnitInfo, build_unit_graph, unit_infos
+from tocsr_nas.ops.registry import OPS as OPS_REGISTRY
+from tocsr_nas.testing import OpBench, check_op
+from tocsr_nas.testing import ops as suite
+from tocsr_nas.testing.ops import call_unit, n_params, unit_inputs
+from tocsr_nas.units import UnitInfo
 
 OPS = sorted(registered_ops())
 # Hyperparameter settings a search space would use; every one must stay cheaper than the teacher.
@@ -25,11 +29,13 @@ SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    teacher = load_teacher("tiny-ldm")
-    inputs = teacher.example_inputs()
-    units = unit_infos(build_unit_graph(teacher.unet, inputs))
-    return teacher, inputs, units
+def bench() -> OpBench:
+    return OpBench.load("tiny-ldm")
+
+
+@pytest.fixture(scope="module")
+def tiny(bench: OpBench):
+    return bench.teacher, bench.inputs, bench.units
 
 
 def _module(teacher, unit: UnitInfo) -> nn.Module:
@@ -38,39 +44,6 @@ def _module(teacher, unit: UnitInfo) -> nn.Module:
 
 def _units(units: list[UnitInfo], op: OpSpec) -> list[UnitInfo]:
     return [u for u in units if u.kind in op.kinds]
-
-
-def _distinct(units: list[UnitInfo]) -> list[UnitInfo]:
-    """One unit per distinct call signature (kind and shapes); the whole-UNet tests cover every unit."""
-    seen = {}
-    for unit in units:
-        seen.setdefault((unit.kind, unit.in_shape, unit.out_shape, unit.temb_channels, unit.context_shape), unit)
-    return list(seen.values())
-
-
-def _inputs(unit: UnitInfo, batch: int = 2) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    args = {"hidden_states": torch.randn(batch, *unit.in_shape, generator=generator)}
-    if unit.temb_channels:
-        args["temb"] = torch.randn(batch, unit.temb_channels, generator=generator)
-    if unit.context_shape:
-        args["encoder_hidden_states"] = torch.randn(batch, *unit.context_shape, generator=generator)
-    return args
-
-
-def _call(module: nn.Module, unit: UnitInfo, args: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Call ``module`` exactly as diffusers' blocks call the unit it replaces."""
-    hidden = args["hidden_states"]
-    if unit.kind == "resnet":
-        return module(hidden, args.get("temb"))
-    if unit.kind == "transformer":
-        return module(hidden, encoder_hidden_states=args.get("encoder_hidden_states"), cross_attention_kwargs=None,
-                      attention_mask=None, encoder_attention_mask=None, return_dict=False)[0]
-    return module(hidden)
-
-
-def _params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def test_builtins_registered_with_unique_short_labels():
@@ -82,48 +55,19 @@ def test_builtins_registered_with_unique_short_labels():
 
 
 @pytest.mark.parametrize("name", OPS)
-def test_op_matches_unit_shape_and_trains(tiny, name):
-    teacher, _, units = tiny
-    op = get_op(name)
-    assert _units(units, op), f"{name} replaces no tiny-ldm unit"
-    for unit in _distinct(_units(units, op)):
-        torch.manual_seed(0)
-        module = build_op(name, unit, _module(teacher, unit))
-        args = _inputs(unit)
-        out = _call(module, unit, args)
-        assert tuple(out.shape) == (2, *unit.out_shape), unit.path
-        if unit.kind == "transformer":
-            default = module(args["hidden_states"], encoder_hidden_states=args["encoder_hidden_states"])
-            assert torch.equal(default.sample, out) and torch.equal(default[0], out), unit.path
-        params = [p for p in module.parameters() if p.requires_grad]
-        if not params:
-            continue
-        module.zero_grad()
-        out.square().mean().backward()
-        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params), unit.path
-        assert any(p.grad.abs().sum() > 0 for p in params), unit.path
-        module.zero_grad()
+def test_op_matches_unit_shape_and_trains(bench, name):
+    suite.check_op_matches_unit_and_trains(bench, name)
 
 
 @pytest.mark.parametrize("name", [n for n in OPS if n != "teacher"])
-def test_op_is_cheaper_than_teacher(tiny, name):
-    teacher, _, units = tiny
-    for unit in _distinct(_units(units, get_op(name))):
-        for hparams in SETTINGS.get(name, [{}]):
-            module = build_op(name, unit, _module(teacher, unit), hparams)
-            assert _params(module) < _params(_module(teacher, unit)), (unit.path, hparams)
+def test_op_is_cheaper_than_teacher(bench, name):
+    for hparams in SETTINGS.get(name, [{}]):
+        suite.check_op_is_cheaper(bench, name, hparams)
 
 
 @pytest.mark.parametrize("name", [n for n in OPS if n != "teacher"])
-def test_op_is_deterministic_given_seed(tiny, name):
-    teacher, _, units = tiny
-    unit = _units(units, get_op(name))[-1]
-    states = []
-    for _ in range(2):
-        torch.manual_seed(123)
-        states.append(build_op(name, unit, _module(teacher, unit)).state_dict())
-    assert states[0].keys() == states[1].keys()
-    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+def test_op_is_deterministic_given_seed(bench, name):
+    suite.check_op_is_deterministic(bench, name)
 
 
 def test_teacher_op_shares_the_module(tiny):
@@ -137,10 +81,10 @@ def test_identity_is_exact_passthrough(tiny):
     projected = 0
     for unit in _units(units, get_op("identity")):
         module = build_op("identity", unit, _module(teacher, unit))
-        args = _inputs(unit)
+        args = unit_inputs(unit)
         if unit.in_shape == unit.out_shape:
-            assert _params(module) == 0
-            assert torch.equal(_call(module, unit, args), args["hidden_states"]), unit.path
+            assert n_params(module) == 0
+            assert torch.equal(call_unit(module, unit, args), args["hidden_states"]), unit.path
         else:
             projected += 1
             shortcut = _module(teacher, unit).conv_shortcut
@@ -177,8 +121,8 @@ def test_dws_resnet_starts_as_its_shortcut(tiny):
     teacher, _, units = tiny
     unit = next(u for u in units if u.kind == "resnet" and u.in_channels == u.out_channels)
     module = build_op("dws_resnet", unit, _module(teacher, unit), {"expansion": 4, "kernel": 5})
-    args = _inputs(unit)
-    assert torch.equal(_call(module, unit, args), args["hidden_states"])
+    args = unit_inputs(unit)
+    assert torch.equal(call_unit(module, unit, args), args["hidden_states"])
     assert module.depthwise.kernel_size == (5, 5) and module.depthwise.out_channels == 4 * unit.out_channels
 
 
@@ -243,10 +187,7 @@ def test_wrong_kind_and_missing_context_raise(tiny):
     assert module.transformer_blocks[0].attn2 is None
 
 
-def test_user_op_via_decorator(tiny, monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    teacher, _, units = tiny
-
+def test_user_op_via_decorator(bench):
     class Scale(ResnetOp):
         def __init__(self, in_channels: int, out_channels: int, gain: float) -> None:
             super().__init__()
@@ -256,31 +197,41 @@ def test_user_op_via_decorator(tiny, monkeypatch):
         def block(self, hidden_states, temb):
             return self.gain * self.proj(hidden_states)
 
-    @register_op("user_scale", kinds={"resnet"}, short="us")
-    def user_scale(unit, teacher, *, gain: float = 1.0):
-        return Scale(unit.in_channels, unit.out_channels, gain)
+    with OPS_REGISTRY.scoped():
 
-    assert get_op("user_scale").hparams == {"gain": 1.0}
-    unit = next(u for u in units if u.kind == "resnet")
-    module = build_op("user_scale", unit, _module(teacher, unit), {"gain": 2.0})
-    assert module.gain == 2.0
-    assert tuple(_call(module, unit, _inputs(unit)).shape) == (2, *unit.out_shape)
-    with pytest.raises(ConfigError, match="already registered"):
-        register_op("user_scale", kinds={"resnet"})(lambda unit, teacher: None)
+        @register_op("user_scale", kinds={"resnet"}, short="us")
+        def user_scale(unit, teacher, *, gain: float = 1.0):
+            return Scale(unit.in_channels, unit.out_channels, gain)
+
+        assert get_op("user_scale").hparams == {"gain": 1.0}
+        unit = next(u for u in bench.units if u.kind == "resnet")
+        module = build_op("user_scale", unit, bench.module(unit), {"gain": 2.0})
+        assert module.gain == 2.0
+        assert tuple(call_unit(module, unit, unit_inputs(unit)).shape) == (2, *unit.out_shape)
+        check_op("user_scale", bench=bench, settings=[{"gain": 0.5}])
+        with pytest.raises(ConfigError, match="op 'user_scale' is already registered by .*user_scale"):
+            register_op("user_scale", kinds={"resnet"})(lambda unit, teacher: None)
+    assert "user_scale" not in registered_ops()
+
+
+def test_check_op_catches_a_wrong_output_shape(bench):
+    class Wrong(ResnetOp):
+        def __init__(self, channels: int) -> None:
+            super().__init__()
+            self.proj = nn.Conv2d(channels, channels + 1, 1)
+
+        def block(self, hidden_states, temb):
+            return self.proj(hidden_states)
+
+    with OPS_REGISTRY.scoped():
+        register_op("wrong_shape", kinds={"resnet"})(lambda unit, teacher: Wrong(unit.in_channels))
+        with pytest.raises(AssertionError, match="wrong_shape: .*output shape"):
+            check_op("wrong_shape", bench=bench)
 
 
 @pytest.mark.parametrize("name", OPS)
-def test_unet_runs_with_every_unit_replaced(tiny, name):
-    teacher, inputs, units = tiny
-    op = get_op(name)
-    unet = copy.deepcopy(teacher.unet)
-    for unit in _units(units, op):
-        unet.set_submodule(unit.path, build_op(name, unit, unet.get_submodule(unit.path)))
-    with torch.no_grad():
-        out = unet(**inputs).sample
-    assert out.shape == inputs["sample"].shape and torch.isfinite(out).all()
-    if name != "teacher":
-        assert _params(unet) < _params(teacher.unet)
+def test_unet_runs_with_every_unit_replaced(bench, name):
+    suite.check_unet_runs_with_every_unit_replaced(bench, name, cheaper=name != "teacher")
 
 
 def test_unet_runs_with_a_random_mix_of_ops(tiny):

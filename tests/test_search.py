@@ -174,7 +174,7 @@ def test_pareto_and_extract_cli(parts, micro_space, tmp_path, capsys):
     picked = json.loads(capsys.readouterr().out)
     within = [row for row in front if row["loss"] <= 1.0]  # eps = 1.0: the cheapest trial within it is on the front
     assert picked["arch_id"] == min(within, key=lambda r: r["gmacs"])["arch_id"]
-    assert (tmp_path / "compact" / "model.safetensors").is_file()
+    assert (tmp_path / "compact" / "diffusion_pytorch_model.safetensors").is_file()
 
 
 def test_batches_evaluate_in_parallel_on_ray(parts, micro_space, tmp_path):

@@ -82,7 +82,7 @@ def test_zero_init_lr_channels_keep_the_original_output(micro_teacher, micro_spa
         got = adapted(inputs["sample"], lr_latent, inputs["timestep"])
         assert torch.equal(got, expected)
         assert adapted.unet is not unet  # the original is left untouched
-        conv_in = (unet.unet if isinstance(unet, CompactUNet) else unet).conv_in
+        conv_in = unet.conv_in
         assert conv_in.in_channels == 16
 
 
@@ -90,7 +90,7 @@ def test_model_folder_round_trip_and_kind_checks(micro_teacher, micro_vae, micro
     compact = Supernet(micro_teacher, micro_space).extract(micro_space.sample(np.random.default_rng(1)))
     net = adapt_unet(compact, micro_teacher.context(1)[0].detach())
     with torch.no_grad():
-        net.unet.unet.conv_in.weight.normal_()  # non-zero LR weights must survive the round trip
+        net.unet.conv_in.weight.normal_()  # non-zero LR weights must survive the round trip
     model = SRModel(net=net.eval(), vae=micro_vae, scheduler=DDPMScheduler(), kind="sr-diffusion", scale=4)
     folder = save_sr_model(model, tmp_path / "sr")
     loaded = load_sr_model(folder, kind="sr-diffusion")

@@ -30,7 +30,7 @@ def test_teacher_arch_is_the_teacher_exactly(supernet, micro_teacher, micro_spac
     supernet.activate(micro_space.teacher_arch())
     assert torch.equal(supernet(**inputs).sample, micro_teacher.unet(**inputs).sample)
     compact = supernet.extract(micro_space.teacher_arch())
-    theirs, ours = micro_teacher.unet.state_dict(), compact.unet.state_dict()
+    theirs, ours = micro_teacher.unet.state_dict(), compact.state_dict()
     assert list(theirs) == list(ours)
     assert all(torch.equal(theirs[k], ours[k]) for k in theirs)
 
@@ -54,7 +54,7 @@ def test_extracted_model_is_independent(supernet, micro_space):
         for p in compact.parameters():
             p.add_(1.0)
     original = supernet.candidate_module("down_blocks.0.resnets.0", "slim(width=0.5)")
-    copied = compact.unet.get_submodule("down_blocks.0.resnets.0")
+    copied = compact.get_submodule("down_blocks.0.resnets.0")
     assert not any(torch.equal(a, b) for a, b in zip(original.parameters(), copied.parameters()))
 
 
@@ -63,7 +63,7 @@ def test_save_load_roundtrip(supernet, micro_space, inputs, tmp_path):
     arch = micro_space.sample(np.random.default_rng(5))
     compact = supernet.extract(arch)
     folder = compact.save_pretrained(tmp_path / "compact")
-    assert sorted(p.name for p in folder.iterdir()) == ["compact_unet.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
     loaded = CompactUNet.from_pretrained(folder)
     assert torch.equal(loaded(**inputs).sample, compact(**inputs).sample)
     assert loaded.meta == compact.meta
@@ -102,16 +102,16 @@ def _wrong_channels(unit, teacher):
     return WrongChannels()
 
 
-def test_candidate_with_wrong_output_shape_is_refused(micro_teacher, tmp_path, monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # registered for this test only
-    register_op("test_wrong_channels", kinds={"resnet"})(_wrong_channels)
-    path = write_space(tmp_path, """
+def test_candidate_with_wrong_output_shape_is_refused(micro_teacher, tmp_path):
+    with registry.OPS.scoped():  # registered for this test only
+        register_op("test_wrong_channels", kinds={"resnet"})(_wrong_channels)
+        path = write_space(tmp_path, """
 name: wrong
 teacher: {teacher}
 candidates: {resnet: [teacher, test_wrong_channels]}
 stages: [{name: mid, units: ["mid_block.*"]}]
 """)
-    space = search_spaces.load(path)
-    with pytest.raises(ConfigError, match=r"mid:R: candidate 'test_wrong_channels' returns shape \(65, 4, 4\), "
-                                          r"unit mid_block.resnets.0 needs \(64, 4, 4\)"):
-        Supernet(micro_teacher, space)
+        space = search_spaces.load(path)
+        with pytest.raises(ConfigError, match=r"mid:R: candidate 'test_wrong_channels' returns shape \(65, 4, 4\), "
+                                              r"unit mid_block.resnets.0 needs \(64, 4, 4\)"):
+            Supernet(micro_teacher, space)

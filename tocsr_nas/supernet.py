@@ -96,7 +96,7 @@ class Supernet(nn.Module):
                 self.unet.set_submodule(path, block)
         unit_choices = {path: UnitChoice(c.op, c.kwargs, self.units[path]) for path, c in choices.items()}
         meta = {"arch": str(arch), "arch_id": arch.arch_id, "space": self.space.name, "teacher": self.teacher_name}
-        return CompactUNet(unet, unit_choices, meta).eval()
+        return CompactUNet.wrap(unet, unit_choices, meta).eval()
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -36,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: tocsr-nas profile --space tiny_ldm",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--plugins", action="extend", type=lambda text: [p for p in text.split(",") if p], default=[],
+                        metavar="PLUGIN[,PLUGIN]",
+                        help="local plug-ins to load first: .py files or module names registering ops, strategies, "
+                             "evaluators or degradations (runs their code; repeatable)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name.replace('-', '_')}").add_parser(subparsers)
@@ -50,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tocsr_nas.plugins").setLevel(logging.INFO)  # always say which plug-ins ran
     try:
+        if args.plugins:
+            from ..plugins import load_plugins  # noqa: PLC0415
+
+            load_plugins(args.plugins, base=Path.cwd(), source="--plugins")
         return int(args.func(args) or 0)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

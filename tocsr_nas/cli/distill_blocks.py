@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config_io import read_mapping, validate
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -60,6 +58,7 @@ def _overrides(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config_io import read_mapping, validate  # noqa: PLC0415  (pydantic/yaml only when run)
     from ..distill import DistillConfig, distill_blocks  # noqa: PLC0415 (heavy imports only for this command)
 
     data = read_mapping(args.config) if args.config is not None else {}

@@ -5,8 +5,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -45,6 +43,8 @@ def _named_models(specs: list[Path]) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch  # noqa: PLC0415  (heavy imports only when the command runs)
+
     from ..data.images import list_image_files  # noqa: PLC0415 (heavy imports only for this command)
     from ..errors import ConfigError  # noqa: PLC0415
     from ..sr.evaluate import (  # noqa: PLC0415

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -30,10 +28,12 @@ def _cost_dict(cost) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import search_spaces  # heavy imports only for this command
+    import numpy as np  # noqa: PLC0415  (heavy imports only for this command)
 
-    from ..profiling.cost_table import CostTable, build_cost_table, verify_cost_table
-    from ..teachers import load_teacher
+    import search_spaces  # noqa: PLC0415
+
+    from ..profiling.cost_table import CostTable, build_cost_table, verify_cost_table  # noqa: PLC0415
+    from ..teachers import load_teacher  # noqa: PLC0415
 
     space = search_spaces.load(args.space)
     teacher = load_teacher(space.teacher)

@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config_io import read_mapping
-
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: list[str], out_help: str, hr_help: str) -> None:
     """The positional recipe name and ``--config``, ``--out``, ``--hr-dir``, ``--no-resume``."""
@@ -20,6 +18,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: list[str], ou
 
 def read_recipe(args: argparse.Namespace) -> dict[str, Any]:
     """The recipe file as a mapping, with ``--hr-dir`` (if given) as ``data.source``."""
+    from ..config_io import read_mapping  # noqa: PLC0415  (pydantic/yaml only when run)
+
     data = read_mapping(args.config)
     if args.hr_dir is not None:
         data.setdefault("data", {})["source"] = str(args.hr_dir)

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     runs = resolve(args.experiment, args.overrides)
     check_run_count(runs, args.yes)
     root = Path(args.runs_dir) / runs[0][1].name
-    for (suffix, config), (run_dir, folders) in zip(runs, stage_folders(runs, root)):
+    for (_suffix, config), (run_dir, folders) in zip(runs, stage_folders(runs, root)):
         print(f"run {run_dir}: stages {', '.join(config.stages)}", flush=True)
         results = run_experiment(config, run_dir, folders)
         for stage, result in results.items():

@@ -22,9 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..teachers import load_teacher  # heavy imports only for this command
-    from ..teachers.weights import load_scheduler, weights_folder
-    from ..training.sampling import image_grid, sample_images
+    from ..teachers import load_teacher  # noqa: PLC0415  (heavy imports only for this command)
+    from ..teachers.weights import load_scheduler, weights_folder  # noqa: PLC0415
+    from ..training.sampling import image_grid, sample_images  # noqa: PLC0415
 
     if args.count <= 0 or args.steps <= 0:
         raise ConfigError("must be positive", key="--count/--steps")

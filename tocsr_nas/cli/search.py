@@ -5,8 +5,6 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from ..config_io import read_mapping, validate
-
 if TYPE_CHECKING:
     from ..search.config import SearchConfig
 
@@ -63,6 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace) -> SearchConfig:
+    from ..config_io import read_mapping, validate  # noqa: PLC0415  (pydantic/yaml only when run)
     from ..search.config import SearchConfig  # noqa: PLC0415 (the search package imports every strategy)
 
     data = dict(read_mapping(args.config)) if args.config else {}
@@ -115,6 +114,8 @@ def run_search(args: argparse.Namespace) -> int:
 
 def _given(args: argparse.Namespace) -> set[str]:
     """Config fields set by flags or by the --config file."""
+    from ..config_io import read_mapping  # noqa: PLC0415
+
     data = set(read_mapping(args.config)) if args.config else set()
     return data | {k for k, v in vars(args).items() if v is not None}
 

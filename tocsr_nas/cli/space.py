@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import search_spaces
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -27,12 +25,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    import search_spaces  # noqa: PLC0415  (heavy imports only when the command runs)
+
     for name in search_spaces.available_spaces():
         print(name)
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
+    import search_spaces  # noqa: PLC0415
+
     space = search_spaces.load(args.space)
     decisions = [{"decision": d.name, "stage": d.stage, "kind": d.kind, "units": list(d.units),
                   "candidates": [c.label for c in d.candidates]} for d in space.decisions]
@@ -51,6 +53,7 @@ def run_show(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
+    import search_spaces  # noqa: PLC0415
     from strategies.nni_tuners import nni_search_space  # noqa: PLC0415 (does not import nni)
 
     from ..errors import ConfigError  # noqa: PLC0415

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config_io import validate
 from .recipe_args import add_recipe_arguments, read_recipe, write_summary
 
 
@@ -32,9 +31,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train_vae(args: argparse.Namespace, data: dict) -> dict:
-    from ..data.images import list_image_files  # heavy imports only for this command
-    from ..training.evaluate import vae_psnr
-    from ..training.vae_recipe import VaeRecipe, run_vae_recipe
+    from ..config_io import validate  # noqa: PLC0415  (pydantic/yaml only when run)
+    from ..data.images import list_image_files  # noqa: PLC0415  (heavy imports only for this command)
+    from ..training.evaluate import vae_psnr  # noqa: PLC0415
+    from ..training.vae_recipe import VaeRecipe, run_vae_recipe  # noqa: PLC0415
 
     recipe = validate(VaeRecipe, data, source=args.config)
     eval_files = {str(d): list_image_files(d) for d in args.eval_dir}
@@ -47,7 +47,8 @@ def _train_vae(args: argparse.Namespace, data: dict) -> dict:
 
 
 def _train_teacher(args: argparse.Namespace, data: dict) -> dict:
-    from ..training.teacher_recipe import TeacherRecipe, run_teacher_recipe
+    from ..config_io import validate  # noqa: PLC0415  (pydantic/yaml only when run)
+    from ..training.teacher_recipe import TeacherRecipe, run_teacher_recipe  # noqa: PLC0415
 
     if args.vae is not None:
         data["vae"] = str(args.vae)

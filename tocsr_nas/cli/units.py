@@ -17,11 +17,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd  # heavy imports only for this command
+    import pandas as pd  # noqa: PLC0415  (heavy imports only for this command)
 
-    from ..profiling import count_params
-    from ..teachers import load_teacher
-    from ..units import build_unit_graph, unit_infos
+    from ..profiling import count_params  # noqa: PLC0415
+    from ..teachers import load_teacher  # noqa: PLC0415
+    from ..units import build_unit_graph, unit_infos  # noqa: PLC0415
 
     teacher = load_teacher(args.teacher)
     graph = build_unit_graph(teacher.unet, teacher.example_inputs(latent_size=args.latent_size))

@@ -5,21 +5,21 @@ import argparse
 import logging
 import time
 from pathlib import Path
-
-import numpy as np
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
+
+COLOR_FIXES = ("none", "adain", "wavelet")  # sr.colorfix.COLOR_FIXES, spelled out so --help needs no torch
 
 MIN_LR_SIDE = 4  # pixels; smaller inputs carry too little to upscale
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ..sr.colorfix import COLOR_FIXES  # noqa: PLC0415
-
     parser = subparsers.add_parser(
         "upscale", help="super-resolve images with an SR model folder",
         description="Upscale one image (or every image in a folder) by the model's scale. Any size works: the "
@@ -47,6 +47,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _read(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, bool, bool]:
     """``(rgb, alpha or None, grayscale?, 16-bit?)`` of an image file."""
+    import numpy as np  # noqa: PLC0415  (heavy imports only when the command runs)
+    import torch  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+
     from ..data.images import _DECODE_ERRORS, load_image  # noqa: PLC0415
 
     rgb = load_image(path)
@@ -64,6 +68,9 @@ def _read(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, bool, bool]:
 
 def _write(path: Path, rgb: torch.Tensor, alpha: torch.Tensor | None, gray: bool, deep: bool) -> None:
     """Save as PNG: grayscale (16-bit when the input was; with alpha when it had one) or RGB(A) 8-bit."""
+    import numpy as np  # noqa: PLC0415  (heavy imports only when the command runs)
+    from PIL import Image  # noqa: PLC0415
+
     path.parent.mkdir(parents=True, exist_ok=True)
     array = rgb.clamp(0, 1).permute(1, 2, 0).numpy()
     if gray:
@@ -103,6 +110,8 @@ def _plan(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch  # noqa: PLC0415  (heavy imports only when the command runs)
+
     from ..sr.model import load_sr_model  # noqa: PLC0415
     from ..sr.pipeline import upsample_lr, upscale_image  # noqa: PLC0415
 

@@ -89,7 +89,7 @@ def list_image_files(folder: str | Path) -> list[Path]:
 
 def builtin_image_files() -> list[Path]:
     """Paths of the natural colour images that ship with scikit-image."""
-    import skimage.data  # only needed for the built-in source
+    import skimage.data  # noqa: PLC0415  (only needed for the built-in source)
 
     root = Path(skimage.data.__file__).parent
     files = [root / name for name in BUILTIN_IMAGES]

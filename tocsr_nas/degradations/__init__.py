@@ -9,7 +9,8 @@ Example::
 from .bicubic import BicubicDegradation, imresize
 from .config import BicubicConfig, RealESRGANConfig, load_config
 from .realesrgan import RealESRGANDegradation, sample_blur_kernel
-from .registry import DEGRADATIONS, Degradation, make_degradation
+from .registry import DEGRADATIONS, Degradation, DegradationSpec, make_degradation, register_degradation
 
-__all__ = ["DEGRADATIONS", "BicubicConfig", "BicubicDegradation", "Degradation", "RealESRGANConfig",
-           "RealESRGANDegradation", "imresize", "load_config", "make_degradation", "sample_blur_kernel"]
+__all__ = ["DEGRADATIONS", "BicubicConfig", "BicubicDegradation", "Degradation", "DegradationSpec", "RealESRGANConfig",
+           "RealESRGANDegradation", "imresize", "load_config", "make_degradation", "register_degradation",
+           "sample_blur_kernel"]

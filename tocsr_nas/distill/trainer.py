@@ -157,7 +157,7 @@ class DistillWorker:
         if self.cache is not None and key is not None:
             self.cache.put(key, records)
         if self.student is not None:
-            with capture_units(self.student.unet, self.units, outputs=False) as student:
+            with capture_units(self.student, self.units, outputs=False) as student:
                 self.student(**inputs)
             for path, call in student.items():
                 call.output = records[path].output

@@ -3,7 +3,8 @@
 An experiment file is a mapping. ``base: other.yaml`` (relative to the file) is loaded first and the file's keys are
 merged over it recursively. Overrides use dotted keys (``search.budget=20``) with YAML values and may only name keys
 that exist in the resolved config (defaults included); a typo lists the close matches. ``sweep:`` maps dotted keys
-to lists of values and expands into the cartesian grid of runs.
+to lists of values and expands into the cartesian grid of runs. ``plugins:`` files are relative to the file naming them; a ``base:``
+chain's lists are joined.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import yaml
 
 from ..config_io import read_mapping
 from ..errors import ConfigError
+from ..plugins import plugin_ref
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -37,12 +39,18 @@ def load_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str,
     if path in _seen:
         raise ConfigError("circular base: chain", source=path, key="base")
     data = read_mapping(path)
+    if isinstance(data.get("plugins"), list):  # plug-in files are relative to the file naming them
+        data["plugins"] = [plugin_ref(p, path.parent) if isinstance(p, str) else p for p in data["plugins"]]
     base = data.pop("base", None)
     if base is None:
         return data
     if not isinstance(base, str):
         raise ConfigError("base must be a file name", source=path, key="base")
-    return merge(load_experiment(path.parent / base, (*_seen, path)), data)
+    inherited = load_experiment(path.parent / base, (*_seen, path))
+    merged = merge(inherited, data)
+    if isinstance(inherited.get("plugins"), list) and isinstance(data.get("plugins"), list):
+        merged["plugins"] = list(dict.fromkeys([*inherited["plugins"], *data["plugins"]]))
+    return merged
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config_io import validate
 from ..errors import ConfigError
+from ..plugins import load_config_plugins
 from .config import expand_sweep, flatten, load_experiment, parse_overrides, run_suffix, set_dotted
 from .manifest import is_complete, write_manifest
 from .schema import ExperimentConfig
@@ -26,6 +27,7 @@ def resolve(path: str | Path, overrides: Sequence[str] = ()) -> list[tuple[str, 
     """The runs of an experiment file: ``(run suffix, config)`` per sweep point (one run without a sweep)."""
     source = str(path)
     raw = load_experiment(path)
+    load_config_plugins(raw, source=source)
     known = set(flatten(validate(ExperimentConfig, raw, source=source).model_dump(mode="json")))
     known |= {k for k in flatten(raw)}
     for key, value in parse_overrides(list(overrides)):

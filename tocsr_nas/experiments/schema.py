@@ -33,6 +33,7 @@ class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
     description: str = ""
     seed: int = 0
     space: str = "tiny_ldm"
+    plugins: list[str] = []  # local .py files (relative to the YAML) or modules; loaded before validation
     stages: list[str] = pydantic.Field(min_length=1)
     surrogates: DistillConfig = DistillConfig()
     search: SearchConfig = SearchConfig()

@@ -124,8 +124,15 @@ def onestep_stage(ctx: StageContext) -> dict[str, Any]:
 def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
     """PSNR/SSIM (Y) of the one-step and multi-step SR models beside bicubic and the VAE ceiling; latency."""
     from ..data.images import resolve_image_files  # noqa: PLC0415
-    from ..sr.evaluate import (evaluate_files, markdown_table, measure_latency, model_method,  # noqa: PLC0415
-                               reference_methods, summarize, write_csv)
+    from ..sr.evaluate import (  # noqa: PLC0415
+        evaluate_files,
+        markdown_table,
+        measure_latency,
+        model_method,
+        reference_methods,
+        summarize,
+        write_csv,
+    )
     from ..sr.model import load_sr_model  # noqa: PLC0415
     from ..sr.train import MODEL_DIR  # noqa: PLC0415
 

@@ -12,20 +12,22 @@ Register an op in your own code with the decorator::
     def my_block(unit, teacher, *, width: float = 0.5):
         return MyBlock(unit.in_channels, unit.out_channels, unit.temb_channels, width)
 
-or from an installed package through the ``tocsr_nas.ops`` entry-point group (the entry point names a module
-whose import registers its ops, or the decorated builder itself).
+in a local plug-in file (``plugins: [my_ops.py]`` in a space YAML, or ``--plugins``; see
+:mod:`tocsr_nas.plugins`), or from an installed package through the ``tocsr_nas.ops`` entry-point group (the entry
+point names a module whose import registers its ops, or the decorated builder itself). ``OPS`` is the op
+:class:`~tocsr_nas.registry.Registry`; ``tocsr_nas.testing.check_op`` is the conformance suite.
 """
 from __future__ import annotations
 
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterable
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from ..errors import ConfigError
+from ..registry import Registry
 
 if TYPE_CHECKING:
     from ..units import UnitInfo
@@ -52,8 +54,7 @@ class OpSpec:
         return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-_REGISTRY: dict[str, OpSpec] = {}
-_entry_points_loaded = False
+OPS: Registry[OpSpec] = Registry("op", group=ENTRY_POINT_GROUP, key="op", builtins=["tocsr_nas.ops.builtin"])
 
 
 def register_op(name: str, *, kinds: Iterable[str], short: str | None = None) -> Callable[[OpBuilder], OpBuilder]:
@@ -62,38 +63,17 @@ def register_op(name: str, *, kinds: Iterable[str], short: str | None = None) ->
     unknown = kinds - set(UNIT_KINDS)
     if unknown:
         raise ConfigError(f"unknown unit kind(s) {sorted(unknown)} for op '{name}'", allowed=UNIT_KINDS)
-
-    def decorate(builder: OpBuilder) -> OpBuilder:
-        if name in _REGISTRY and _REGISTRY[name].builder is not builder:
-            raise ConfigError(f"op '{name}' is already registered")
-        _REGISTRY[name] = OpSpec(name=name, short=short or name, kinds=kinds, builder=builder)
-        return builder
-
-    return decorate
-
-
-def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if not _entry_points_loaded:
-        _entry_points_loaded = True
-        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-            entry_point.load()
+    return OPS.decorator(name, lambda builder: OpSpec(name=name, short=short or name, kinds=kinds, builder=builder))
 
 
 def registered_ops() -> dict[str, OpSpec]:
-    """All registered ops (built-ins, decorated user ops, entry points) by name."""
-    from . import builtin  # noqa: F401, PLC0415  (registers the built-in ops)
-
-    _load_entry_points()
-    return dict(_REGISTRY)
+    """All registered ops (built-ins, decorated user ops, plug-ins, entry points) by name."""
+    return OPS.entries()
 
 
 def get_op(name: str, *, source: str | None = None, key: str | None = None) -> OpSpec:
     """The op registered as ``name``; a one-line error listing the registered ones otherwise."""
-    ops = registered_ops()
-    if name not in ops:
-        raise ConfigError(f"unknown op '{name}'", source=source, key=key, allowed=list(ops))
-    return ops[name]
+    return OPS.get(name, source=source, key=key)
 
 
 def check_hparams(op: OpSpec, hparams: dict[str, Any], *, source: str | None = None, key: str | None = None) -> None:
@@ -109,10 +89,20 @@ def check_hparams(op: OpSpec, hparams: dict[str, Any], *, source: str | None = N
 
 
 def build_op(name: str, unit: UnitInfo, teacher: nn.Module, hparams: dict[str, Any] | None = None) -> nn.Module:
-    """Build op ``name`` for ``unit`` (whose teacher module is ``teacher``) with ``hparams``."""
+    """Build op ``name`` for ``unit`` (whose teacher module is ``teacher``) with ``hparams``.
+
+    An exception inside a plug-in's builder becomes a one-line ConfigError naming the plug-in, the op and the unit.
+    """
     op = get_op(name)
     hparams = dict(hparams or {})
     if unit.kind not in op.kinds:
         raise ConfigError(f"op '{name}' cannot replace a {unit.kind} unit ({unit.path})", allowed=sorted(op.kinds))
     check_hparams(op, hparams, key=unit.path)
-    return op.builder(unit, teacher, **hparams)
+    origin = OPS.origin(name)
+    if not origin.startswith(("plugin ", "entry point ")):
+        return op.builder(unit, teacher, **hparams)
+    try:
+        return op.builder(unit, teacher, **hparams)
+    except Exception as err:  # noqa: BLE001  (a plug-in's bug is reported as bad input naming the plug-in)
+        detail = str(err).splitlines()[0] if str(err) else ""
+        raise ConfigError(f"{origin}: op '{name}' failed on unit {unit.path}: {type(err).__name__}: {detail}") from err

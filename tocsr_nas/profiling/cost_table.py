@@ -224,7 +224,7 @@ def verify_cost_table(table: CostTable, teacher: Teacher, archs: Iterable[Arch],
     for arch in archs:
         predicted = table.cost(arch)
         compact = extract_fresh(teacher, table.space, arch, units)
-        measured = model_cost(compact.unet, inputs)
+        measured = model_cost(compact, inputs)
         row = {
             "arch_id": arch.arch_id,
             "arch": str(arch),
@@ -239,7 +239,7 @@ def verify_cost_table(table: CostTable, teacher: Teacher, archs: Iterable[Arch],
             / measured.macs_no_attention,
         }
         if ptflops:
-            row["ptflops_macs_model"] = count_macs_ptflops(compact.unet, (), inputs)
+            row["ptflops_macs_model"] = count_macs_ptflops(compact, (), inputs)
         rows.append(row)
         del compact
     return pd.DataFrame(rows)

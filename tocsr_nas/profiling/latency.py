@@ -253,7 +253,7 @@ def plan_latency_table(teacher: Teacher, space: SearchSpace, target: LatencyTarg
             for d in space.decisions for path in d.units for c in d.candidates]
     decided = [unit_call(path, "teacher", (), {}) for d in space.decisions for path in d.units]
     model_key = f"{_model_key(teacher, latent_size)}|{target.key}"
-    whole = extract_fresh(teacher, space, space.teacher_arch(), units).unet  # timed as searched archs are: compact
+    whole = extract_fresh(teacher, space, space.teacher_arch(), units)  # timed as searched archs are: compact
     calls[model_key] = model_call(whole, teacher.example_inputs(batch_size=target.batch_size,
                                                                 latent_size=latent_size), target)
     return TablePlan(space, target, rows, decided, model_key, calls)
@@ -287,7 +287,7 @@ def verify_latency_table(table: LatencyTable, teacher: Teacher, archs: Iterable[
     inputs = teacher.example_inputs(batch_size=table.target.batch_size, latent_size=latent_size)
     units = {u.path: u for u in unit_infos(build_unit_graph(teacher.unet, model_inputs(teacher, latent_size)))}
     archs = list(archs)
-    calls = {arch.arch_id: model_call(extract_fresh(teacher, table.space, arch, units).unet, inputs, table.target)
+    calls = {arch.arch_id: model_call(extract_fresh(teacher, table.space, arch, units), inputs, table.target)
              for arch in archs}
     measured = measure_many(calls, table.target)
     return compare_latency(table, archs, measured)

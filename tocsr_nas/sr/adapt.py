@@ -3,22 +3,14 @@
 The adapted network takes ``noisy HR latent ++ LR latent`` (``2 x latent_channels`` in) and keeps the UNet's
 output. Only ``conv_in`` changes: it is replaced by a wider convolution whose weights for the new channels are
 zero, so at step 0 the adapted model computes exactly what the original did. This works for a diffusers
-``UNet2DConditionModel`` and for a :class:`~tocsr_nas.compact.CompactUNet` (whose ``.unet`` is one) alike.
+``UNet2DConditionModel`` and for a :class:`~tocsr_nas.compact.CompactUNet` (which is one) alike.
 """
 from __future__ import annotations
 
 import copy
 
 import torch
-from diffusers import UNet2DConditionModel
 from torch import nn
-
-from ..compact import CompactUNet
-
-
-def diffusers_unet(unet: nn.Module) -> UNet2DConditionModel:
-    """The diffusers UNet inside ``unet`` (itself, or a compact UNet's ``.unet``)."""
-    return unet.unet if isinstance(unet, CompactUNet) else unet
 
 
 def widen_conv_in(unet: nn.Module, extra_channels: int) -> None:
@@ -26,8 +18,7 @@ def widen_conv_in(unet: nn.Module, extra_channels: int) -> None:
 
     The UNet's config keeps its original ``in_channels``; the SR model folder records ``lr_channels``.
     """
-    inner = diffusers_unet(unet)
-    old: nn.Conv2d = inner.conv_in
+    old: nn.Conv2d = unet.conv_in
     new = nn.Conv2d(old.in_channels + extra_channels, old.out_channels, old.kernel_size, stride=old.stride,
                     padding=old.padding, dilation=old.dilation, bias=old.bias is not None,
                     dtype=old.weight.dtype, device=old.weight.device)
@@ -36,7 +27,7 @@ def widen_conv_in(unet: nn.Module, extra_channels: int) -> None:
         new.weight[:, :old.in_channels] = old.weight
         if old.bias is not None:
             new.bias.copy_(old.bias)
-    inner.conv_in = new
+    unet.conv_in = new
 
 
 class SRUNet(nn.Module):
@@ -55,7 +46,7 @@ class SRUNet(nn.Module):
 
     @property
     def latent_channels(self) -> int:
-        return int(diffusers_unet(self.unet).config.in_channels)
+        return int(self.unet.config.in_channels)
 
     def forward(self, sample: torch.Tensor, lr_latent: torch.Tensor, timestep: torch.Tensor | int) -> torch.Tensor:
         """The UNet's output for ``sample`` conditioned on ``lr_latent`` (same spatial size)."""
@@ -66,8 +57,8 @@ class SRUNet(nn.Module):
 def adapt_unet(unet: nn.Module, context: torch.Tensor) -> SRUNet:
     """A copy of ``unet`` adapted to take the LR latent (as many channels as the latent) as extra input."""
     adapted = copy.deepcopy(unet)
-    widen_conv_in(adapted, int(diffusers_unet(adapted).config.in_channels))
+    widen_conv_in(adapted, int(adapted.config.in_channels))
     return SRUNet(adapted, context)
 
 
-__all__ = ["SRUNet", "adapt_unet", "diffusers_unet", "widen_conv_in"]
+__all__ = ["SRUNet", "adapt_unet", "widen_conv_in"]

@@ -32,7 +32,7 @@ from ..config_io import read_folder_config
 from ..errors import ConfigError
 from ..training.checkpoint import sha256_file
 from ..vae import VAE_WEIGHTS_FILE, load_vae, save_vae
-from .adapt import SRUNet, diffusers_unet, widen_conv_in
+from .adapt import SRUNet, widen_conv_in
 
 FORMAT = "tocsr-nas/sr-model"
 FORMAT_VERSION = 1
@@ -77,23 +77,22 @@ class SRModel:
     @property
     def unet_factor(self) -> int:
         """Latent pixels per deepest UNet feature pixel (the latent size must be a multiple of it)."""
-        return 2 ** (len(diffusers_unet(self.net.unet).config.block_out_channels) - 1)
+        return 2 ** (len(self.net.unet.config.block_out_channels) - 1)
 
 
 def _backbone_json(net: SRUNet) -> dict[str, Any]:
-    inner = diffusers_unet(net.unet)
-    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(inner.config).items()
-              if not k.startswith("_")}
     if isinstance(net.unet, CompactUNet):
-        return {"type": "compact", "unet_config": config,
+        return {"type": "compact", "unet_config": net.unet.unet_config,
                 "choices": {path: c.to_json() for path, c in net.unet.choices.items()}, "meta": net.unet.meta}
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(net.unet.config).items()
+              if not k.startswith("_")}
     return {"type": "unet", "unet_config": config}
 
 
 def save_sr_model(model: SRModel, folder: str | Path) -> Path:
     """Write ``model`` to ``folder`` atomically (a temp folder renamed into place; an old folder is replaced)."""
     folder = Path(folder)
-    lr_channels = int(diffusers_unet(model.net.unet).conv_in.in_channels) - model.net.latent_channels
+    lr_channels = int(model.net.unet.conv_in.in_channels) - model.net.latent_channels
     with atomic_folder(folder) as tmp:
         save_vae(model.vae, tmp / VAE_DIR)
         state = {k: v.detach().float().contiguous() for k, v in model.net.state_dict().items()}
@@ -153,7 +152,10 @@ def load_sr_model(folder: str | Path, kind: str | None = None) -> SRModel:
     if config.get("weights_sha256") and sha256_file(weights) != config["weights_sha256"]:
         raise ConfigError("weights file corrupted (sha256 does not match sr_model.json)", source=weights)
     try:
-        net.load_state_dict(load_file(str(weights)), strict=True)
+        state = load_file(str(weights))
+        # folders written while a compact UNet wrapped its diffusers UNet (``unet.unet.*``) load as they are now
+        state = {k.replace("unet.unet.", "unet.", 1) if k.startswith("unet.unet.") else k: v for k, v in state.items()}
+        net.load_state_dict(state, strict=True)
     except (SafetensorError, OSError, RuntimeError) as err:
         raise ConfigError(f"weights do not match the config ({str(err).splitlines()[0]})", source=weights) from None
     vae_dir = folder / str(config.get("vae", {}).get("folder", VAE_DIR))

@@ -36,7 +36,7 @@ def save_teacher_weights(folder: str | Path, unet: UNet2DConditionModel, context
                          vae: AutoencoderKL, scheduler: DDPMScheduler, *, dtype: torch.dtype = torch.float16,
                          info: dict[str, Any] | None = None) -> Path:
     """Write a weights folder (tensors cast to ``dtype``) with its sha256 manifest; returns the folder."""
-    from ..training.checkpoint import sha256_file  # avoid a package cycle at import time
+    from ..training.checkpoint import sha256_file  # noqa: PLC0415  (avoid a package cycle at import time)
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -51,7 +51,7 @@ def save_teacher_weights(folder: str | Path, unet: UNet2DConditionModel, context
 
 def verify_weights(folder: str | Path) -> dict[str, Any]:
     """Check every file of a weights folder against ``manifest.json``; returns the manifest."""
-    from ..training.checkpoint import sha256_file
+    from ..training.checkpoint import sha256_file  # noqa: PLC0415
 
     folder = Path(folder)
     manifest = read_mapping(folder / MANIFEST_FILE)

@@ -1,0 +1,50 @@
+"""Every registered evaluator passes the conformance suite (:mod:`tocsr_nas.testing.evaluators`) on the micro space.
+
+Each is built through its registered factory from a search's evaluation context."""
+from __future__ import annotations
+
+import pytest
+
+from evaluators import available_evaluators, make_evaluator
+from evaluators.context import EvaluationContext
+from evaluators.distillation import ValidationSet
+from tocsr_nas.profiling.cost_table import build_cost_table
+from tocsr_nas.search.components import validation_latents
+from tocsr_nas.search.config import ValidationConfig
+from tocsr_nas.supernet import Supernet
+from tocsr_nas.testing import check_evaluator
+
+
+@pytest.fixture(scope="module")
+def context(micro_teacher, micro_space, tmp_path_factory) -> EvaluationContext:
+    """A search's evaluation context on the micro space, as ``search.components`` builds one."""
+    latents = validation_latents(micro_teacher, ValidationConfig(latents={"source": "gaussian"}, count=2), 16)
+    return EvaluationContext(
+        space=micro_space, teacher=micro_teacher, cache_dir=tmp_path_factory.mktemp("evaluators"),
+        constraints={"gmacs": 1.0},
+        shared={"cost_table": lambda: build_cost_table(micro_teacher, micro_space, ptflops=False, progress=False),
+                "supernet": lambda: Supernet(micro_teacher, micro_space),
+                "validation": lambda: ValidationSet.build(micro_teacher, latents, batch_size=2)})
+
+
+OPTIONS = {"latency": {"warmup": 1, "repeats": 1}}  # a quick table: the suite checks the interface, not the timing
+
+
+@pytest.mark.parametrize("name", available_evaluators())
+def test_registered_evaluator_conforms(name: str, context: EvaluationContext, micro_space) -> None:
+    """Built through its registered factory, exactly as a search config naming it would build it."""
+    check_evaluator(make_evaluator(name, context=context, **OPTIONS.get(name, {})), micro_space, samples=2)
+
+
+def test_the_suite_catches_a_nondeterministic_evaluator(context, micro_space) -> None:
+    cost = make_evaluator("cost", context=context)
+
+    class Drifting(type(cost)):
+        calls = 0
+
+        def evaluate(self, arch, budget=None):
+            self.calls += 1
+            return {**super().evaluate(arch, budget), "loss": float(self.calls)}
+
+    with pytest.raises(AssertionError, match="the same arch gave other metrics"):
+        check_evaluator(Drifting(context.get("cost_table")), micro_space)

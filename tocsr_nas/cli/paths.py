@@ -6,9 +6,11 @@ reverse), an unwritable place, an output extension the command cannot write.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -34,9 +36,9 @@ def _writable(folder: Path) -> bool:
         return False
 
 
-def _check_creatable(path: Path, key: str) -> None:
-    """The nearest existing ancestor of ``path`` is a writable folder."""
-    ancestor = path.absolute().parent
+def _check_creatable(path: Path, key: str, start: Path) -> None:
+    """The nearest existing folder at or above ``start`` (where ``path`` will be created) is writable."""
+    ancestor = start.absolute()
     while not _exists(ancestor, key):
         ancestor = ancestor.parent
     if not ancestor.is_dir():
@@ -85,7 +87,7 @@ def check_output_file(path: str | Path, *, key: str, suffixes: Iterable[str] | N
             raise ConfigError("file exists; pass --overwrite to replace it", source=path, key=key)
         if not os.access(path, os.W_OK):
             raise ConfigError("file is not writable", source=path, key=key)
-    _check_creatable(path, key)
+    _check_creatable(path, key, path.parent)
     return path
 
 
@@ -97,7 +99,7 @@ def check_output_dir(path: str | Path, *, key: str, outputs: Iterable[str] = (),
     """
     path = Path(path)
     if not _exists(path, key):
-        _check_creatable(path / "x", key)
+        _check_creatable(path, key, path)
         return path
     if not path.is_dir():
         raise ConfigError("is a file, expected a folder", source=path, key=key)
@@ -108,3 +110,20 @@ def check_output_dir(path: str | Path, *, key: str, outputs: Iterable[str] = (),
         raise ConfigError(f"holds {existing[0]} from an earlier run; pass --overwrite to replace it", source=path,
                           key=key)
     return path
+
+
+@contextlib.contextmanager
+def removed_if_refused(folder: str | Path) -> Iterator[None]:
+    """Remove ``folder`` again when a :class:`ConfigError` ends the block and the folder did not exist before it.
+
+    For commands that can only find some bad input (a corrupt table, an unknown arch) after they started writing:
+    a refusal then leaves nothing behind, and nothing the command did not create is touched.
+    """
+    folder = Path(folder)
+    existed = _exists(folder, "")
+    try:
+        yield
+    except ConfigError:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

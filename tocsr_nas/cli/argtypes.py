@@ -15,8 +15,9 @@ def _ranged(cast: Callable[[str], float], low: float | None, high: float | None,
             value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {name} {bounds}, got '{text}'") from None
-        if (isinstance(value, float) and not math.isfinite(value)) or (low is not None and value < low) or (
-                high is not None and value > high):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number {bounds}, got {text}")
+        if (low is not None and value < low) or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
         return value
 

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training.sampling import image_grid, sample_images
 
     check_output_file(args.out, key="--out", suffixes=sorted(WRITE_FORMATS), overwrite=args.overwrite)
+    teacher = load_teacher(args.teacher)
     folder = weights_folder(args.teacher)
     if folder is None:
         raise ConfigError("teacher has no trained weights (no 'weights:' in its config)", source=args.teacher)
@@ -44,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     if args.steps > timesteps:
         raise ConfigError(f"{args.steps} DDIM steps, but the teacher was trained with {timesteps} timesteps",
                           key="--steps", allowed=f"1 to {timesteps}")
-    teacher = load_teacher(args.teacher)
     images = sample_images(teacher, scheduler, args.count, steps=args.steps, eta=args.eta, seed=args.seed)
     write_image(image_grid(images), args.out)
     print(f"wrote {args.count} samples ({args.steps} DDIM steps) to {args.out}")

@@ -135,13 +135,13 @@ def _plan(args: argparse.Namespace) -> list[tuple[Path, Path]]:
             raise ConfigError("the input has an alpha channel, which JPEG cannot hold", source=args.output,
                               key="--output", allowed=[".png", ".tif", ".webp"])
         pairs = [(args.input, args.output)]
-    for source, target in pairs:
-        if target.exists() and target.resolve() == source.resolve():
-            raise ConfigError("the output would replace its input", source=target, key="--output")
     existing = [str(out) for _, out in pairs if out.exists()]
     if existing and not args.overwrite:
         raise ConfigError(f"output exists ({len(existing)} file(s)); pass --overwrite to replace",
                           source=existing[0], key="--overwrite")
+    for source, target in pairs:
+        if target.exists() and target.resolve() == source.resolve():
+            raise ConfigError("the output would replace its input", source=target, key="--output")
     return pairs
 
 

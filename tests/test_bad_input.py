@@ -23,11 +23,10 @@ from tocsr_nas.vae import build_vae
 
 from .badinput import assert_refused, run_cli
 from .conftest import MICRO_TEACHER
+from .test_sr import MICRO_VAE
 
 RECIPES = Path(__file__).resolve().parents[1] / "experiments" / "recipes"
-MICRO_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, down_block_types=["DownEncoderBlock2D"] * 3,
-                 up_block_types=["UpDecoderBlock2D"] * 3, block_out_channels=[8, 8, 16], layers_per_block=1,
-                 norm_num_groups=4, mid_block_add_attention=False, sample_size=32)
+
 
 
 def _rgb(size: int, seed: int = 0) -> np.ndarray:
@@ -347,7 +346,7 @@ def test_upscale_overwrite_replaces_and_keeps_alpha_in_webp(sr_model_dir, world)
 
 
 def test_sixteen_bit_gray_becomes_eight_bit_jpeg(sr_model_dir, world):
-    Image.fromarray((np.arange(256, dtype=np.uint16).reshape(16, 16) * 257)).save(world / "deep.png")
+    Image.fromarray(np.arange(256, dtype=np.uint16).reshape(16, 16) * 257).save(world / "deep.png")
     assert run_cli(["upscale", str(world / "deep.png"), "-o", str(world / "deep.jpg"), "--model", str(sr_model_dir)]) == 0
     with Image.open(world / "deep.jpg") as image:
         assert image.mode == "L" and np.asarray(image).max() > 128  # scaled down, not clipped at 255 of 65535

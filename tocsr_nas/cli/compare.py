@@ -4,7 +4,12 @@ from __future__ import annotations
 import argparse
 
 from .argtypes import float_range
-from .paths import check_input_dir, check_input_file, check_output_dir, removed_if_refused
+from .paths import (
+    check_input_dir,
+    check_input_file,
+    check_output_dir,
+    removed_if_refused,
+)
 
 OUTPUTS = ("compare.md", "summary.json")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
+
 def _exists(path: Path, key: str) -> bool:
     try:
         path.stat()

@@ -7,7 +7,12 @@ from pathlib import Path
 from ..arch import split_arch_string
 from ..errors import ConfigError
 from .argtypes import float_range
-from .paths import check_input_dir, check_input_file, check_output_dir, removed_if_refused
+from .paths import (
+    check_input_dir,
+    check_input_file,
+    check_output_dir,
+    removed_if_refused,
+)
 
 OUTPUTS = ("report.md", "summary.json")
 

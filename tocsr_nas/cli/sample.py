@@ -30,7 +30,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.images import WRITE_FORMATS, write_image  # heavy imports only for this command
+    from ..data.images import (  # heavy imports only for this command
+        WRITE_FORMATS,
+        write_image,
+    )
     from ..teachers import load_teacher
     from ..teachers.weights import load_scheduler, weights_folder
     from ..training.sampling import image_grid, sample_images

@@ -12,7 +12,12 @@ from PIL import Image
 
 from ..errors import ConfigError
 from .argtypes import int_range, non_negative_int, positive_int, seed_int
-from .paths import check_input_dir, check_input_file, check_output_dir, check_output_file
+from .paths import (
+    check_input_dir,
+    check_input_file,
+    check_output_dir,
+    check_output_file,
+)
 
 log = logging.getLogger(__name__)
 

@@ -358,3 +358,15 @@ def test_evaluate_sr_overwrite_replaces_only_its_tables(sr_model_dir, world):
             "--no-latency", "--overwrite"]
     assert run_cli(argv) == 0
     assert "bicubic" in (out / "summary.md").read_text() and (out / "report.md").read_text() == "# earlier\n"
+
+
+def test_sample_writes_jpeg_and_replaces_only_with_overwrite(world, capsys):
+    out = world / "grid.jpg"
+    argv = ["sample", "-n", "1", "--steps", "1", "-o", str(out)]
+    assert run_cli(argv) == 0
+    with Image.open(out) as image:
+        assert image.format == "JPEG"
+    first = out.read_bytes()
+    assert_refused(argv, world, capsys, match="--overwrite")
+    assert run_cli([*argv, "--seed", "1", "--overwrite"]) == 0
+    assert out.read_bytes() != first

@@ -243,8 +243,14 @@ def read_true_front(path: str | Path, columns: Sequence[str] = OBJECTIVES) -> pd
     path = Path(path)
     if not path.is_file():
         raise ConfigError("no such file", source=path)
-    table = pd.read_csv(path)
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ConfigError(f"not a readable CSV ({str(err).splitlines()[0]})", source=path) from None
     missing = [c for c in columns if c not in table]
     if missing:
         raise ConfigError(f"missing column(s) {missing}", source=path, allowed=list(table.columns))
+    not_numeric = [c for c in columns if not pd.api.types.is_numeric_dtype(table[c])]
+    if not_numeric:
+        raise ConfigError(f"column(s) {not_numeric} are not numbers", source=path)
     return table

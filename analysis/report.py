@@ -241,10 +241,10 @@ def build_comparison(runs: Sequence[str | Path], out: str | Path, *, true_front:
         fraction: the ranking counts evaluations to reach this share of the best (or true) hypervolume.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     trials = load_runs(runs)
     if complete(trials).empty:
         raise ConfigError("no complete trials in these searches", source=", ".join(map(str, runs)))
+    out.mkdir(parents=True, exist_ok=True)
     reference = tuple(reference) if reference is not None else reference_point(
         pd.concat([trials, true_front.assign(state="complete")]) if true_front is not None else trials)
     curves = hypervolume_curves(trials, reference, true_front=true_front)

@@ -44,6 +44,10 @@ def test_profile_arch_json(capsys, micro_space_path, tmp_path):
     assert main(["profile", "--space", str(micro_space_path), "--table", str(table), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["teacher_cost"] == summary["teacher_cost"]
+    rewrite = ["profile", "--space", str(micro_space_path), "--table", str(table), "--out", str(table), "--json"]
+    assert main(rewrite) == 2 and "--overwrite" in capsys.readouterr().err  # an existing --out is refused...
+    assert main([*rewrite, "--overwrite"]) == 0  # ...unless asked
+    assert json.loads(table.read_text())["fingerprint"]
 
 
 @pytest.mark.parametrize(("argv", "expected"), [

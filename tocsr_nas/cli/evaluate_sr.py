@@ -3,50 +3,85 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
+
+from ..errors import ConfigError
+from .argtypes import int_range, positive_int, seed_int
+from .paths import check_input_dir, check_input_file, check_output_dir
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("per_image.csv", "summary.csv", "summary.md", "results.json")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate-sr", help="evaluate SR models: PSNR/SSIM on Y, bicubic and VAE rows, latency",
         description="GT cropped to a multiple of the scale, bicubic LR, PSNR/SSIM on Y with `scale` pixels shaved. "
-                    "Writes per_image.csv, summary.csv, summary.md and results.json to --out.",
+                    "Writes per_image.csv, summary.csv, summary.md and results.json to --out (refused if they exist "
+                    "unless --overwrite).",
         epilog="Example:\n  tocsr-nas evaluate-sr --model runs/sr_onestep/model --model runs/sr_adapt/model "
                "--data ../shared/data/sr/CSet5 --scale 4 --out runs/eval_sr",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, action="append", required=True,
                         help="SR model folder (repeatable); named by its folder unless NAME=DIR is given")
     parser.add_argument("--data", type=Path, action="append", required=True, help="HR image folder (repeatable)")
-    parser.add_argument("--scale", type=int, default=4, help="SR scale (default 4); must match every model")
+    parser.add_argument("--scale", type=int_range(1, 16), default=4, help="SR scale (default 4); must match every model")
     parser.add_argument("--out", type=Path, required=True, help="output folder for the tables")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps of sr-diffusion models (default 50)")
-    parser.add_argument("--tile", type=int, default=512, help="tile side in output pixels (default 512)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the tables of an earlier evaluation in --out")
+    parser.add_argument("--steps", type=positive_int, default=50, help="DDIM steps of sr-diffusion models (default 50)")
+    parser.add_argument("--tile", type=positive_int, default=512, help="tile side in output pixels (default 512)")
     parser.add_argument("--output-mode", choices=["model", "direct", "residual"], default="model",
                         help="pixels from the latent: each model's own mode (default), or force one")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the diffusion models' noise")
-    parser.add_argument("--latency-size", type=int, default=64, help="LR side of the latency image (default 64)")
-    parser.add_argument("--latency-repeats", type=int, default=3, help="timed repeats (median; default 3)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the diffusion models' noise")
+    parser.add_argument("--latency-size", type=int_range(1, 4096), default=64, help="LR side of the latency image (default 64)")
+    parser.add_argument("--latency-repeats", type=positive_int, default=3, help="timed repeats (median; default 3)")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     parser.add_argument("--lpips-backbone", type=Path, help="local AlexNet feature weights (enables LPIPS)")
     parser.add_argument("--lpips-linear", type=Path, help="local LPIPS linear-layer weights (enables LPIPS)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (default 1)")
     parser.set_defaults(func=run)
 
 
 def _named_models(specs: list[Path]) -> dict[str, Path]:
-    named = {}
+    """``NAME=DIR`` or ``DIR`` specs -> {name: folder}; a ``DIR`` is named by its folder (its parent for ``model``)."""
+    named: dict[str, Path] = {}
     for spec in specs:
         name, sep, folder = str(spec).partition("=")
         path = Path(folder) if sep else spec
-        named[name if sep else (path.parent.name if path.name == "model" else path.name)] = path
+        if sep and (not name or not folder):
+            raise ConfigError(f"bad model spec '{spec}'", key="--model", allowed="DIR or NAME=DIR")
+        name = name if sep else (path.parent.name if path.name == "model" else path.name)
+        if name in named:
+            raise ConfigError(f"two models named '{name}'; name them with NAME=DIR", key="--model")
+        named[name] = check_input_dir(path, key="--model")
     return named
+
+
+def _data_files(folders: list[Path], scale: int) -> dict[str, list[Path]]:
+    """Every ``--data`` folder's usable images (unusable ones are skipped with a warning; none is an error)."""
+    from ..data.images import list_image_files, probe_images  # noqa: PLC0415
+    from ..sr.evaluate import min_hr_side  # noqa: PLC0415
+
+    files = {}
+    for folder in folders:
+        check_input_dir(folder, key="--data")
+        if folder.name in files:
+            raise ConfigError(f"two --data folders named '{folder.name}'", source=folder, key="--data")
+        usable, skipped = probe_images(list_image_files(folder), min_hr_side(scale))
+        if not usable:
+            raise ConfigError(f"no usable image at scale {scale} ({len(skipped)} skipped; first: {skipped[0]})",
+                              source=folder, key="--data")
+        for reason in skipped:
+            log.warning("skipping %s", reason)
+        files[folder.name] = usable
+    return files
 
 
 def run(args: argparse.Namespace) -> int:
     import torch  # noqa: PLC0415  (heavy imports only when the command runs)
 
-    from ..data.images import list_image_files  # noqa: PLC0415 (heavy imports only for this command)
-    from ..errors import ConfigError  # noqa: PLC0415
     from ..sr.evaluate import (  # noqa: PLC0415
         evaluate_files,
         markdown_table,
@@ -57,30 +92,40 @@ def run(args: argparse.Namespace) -> int:
         write_csv,
     )
     from ..sr.model import load_sr_model  # noqa: PLC0415
+    from .upscale import check_sr_options  # noqa: PLC0415
 
-    torch.set_num_threads(args.threads)
+    check_output_dir(args.out, key="--out", outputs=OUTPUTS, overwrite=args.overwrite)
+    if (args.lpips_backbone is None) != (args.lpips_linear is None):
+        raise ConfigError("LPIPS needs both --lpips-backbone and --lpips-linear", key="--lpips-linear")
+    for key, path in (("--lpips-backbone", args.lpips_backbone), ("--lpips-linear", args.lpips_linear)):
+        if path is not None:
+            check_input_file(path, key=key)
+    paths = _named_models(args.model)
+    data = _data_files(args.data, args.scale)
     models = {}
-    for name, path in _named_models(args.model).items():
+    for name, path in paths.items():
         models[name] = load_sr_model(path)
         if models[name].scale != args.scale:
             raise ConfigError(f"model has scale {models[name].scale}", source=path, key="--scale",
                               allowed=[models[name].scale])
+        check_sr_options(models[name], steps=args.steps, tile=args.tile, source=path)
     extra = {}
-    if (args.lpips_backbone is None) != (args.lpips_linear is None):
-        raise ConfigError("LPIPS needs both --lpips-backbone and --lpips-linear", key="--lpips-linear")
     if args.lpips_backbone is not None:
         from ..sr.metrics import load_lpips  # noqa: PLC0415
 
         lpips = load_lpips(args.lpips_backbone, args.lpips_linear)
         extra["lpips"] = lambda sr, hr: float(lpips(sr[None], hr[None]).mean())
+    torch.set_num_threads(args.threads)
     first = next(iter(models.values()))
     methods = reference_methods(args.scale, first.vae)
     output = None if args.output_mode == "model" else args.output_mode
     methods.update({name: model_method(m, steps=args.steps, tile=args.tile, seed=args.seed, output=output)
                     for name, m in models.items()})
     rows = []
-    for folder in args.data:
-        rows += evaluate_files(methods, list_image_files(folder), args.scale, dataset=folder.name, extra_metrics=extra)
+    for dataset, files in data.items():
+        rows += evaluate_files(methods, files, args.scale, dataset=dataset, extra_metrics=extra)
+    if not rows:
+        raise ConfigError("no image could be evaluated", source=", ".join(map(str, args.data)), key="--data")
     summary = summarize(rows)
     latency = {}
     if not args.no_latency:

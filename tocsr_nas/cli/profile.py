@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from .argtypes import int_range, seed_int
+from .paths import check_input_file, check_output_file
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -14,11 +17,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--space", default="tiny_ldm", help="search space name or YAML path (default: tiny_ldm)")
     parser.add_argument("--arch", help="an arch string to cost (decisions left out keep the teacher op)")
     parser.add_argument("--table", help="reuse a cost table JSON written by --out instead of profiling again")
-    parser.add_argument("--out", help="write the cost table JSON here")
-    parser.add_argument("--verify", type=int, default=0, metavar="N",
-                        help="check the table against whole-model counts of N random archs")
+    parser.add_argument("--out", help="write the cost table JSON here (a .json file)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--verify", type=int_range(0, 1000), default=0, metavar="N",
+                        help="check the table against whole-model counts of N random archs (0 to 1000)")
     parser.add_argument("--no-ptflops", action="store_true", help="skip the ptflops cross-check (faster)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for --verify's archs")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed for --verify's archs")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     parser.set_defaults(func=run)
 
@@ -35,7 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from ..profiling.cost_table import CostTable, build_cost_table, verify_cost_table  # noqa: PLC0415
     from ..teachers import load_teacher  # noqa: PLC0415
 
+    if args.table:
+        check_input_file(args.table, key="--table")
+    if args.out:
+        check_output_file(args.out, key="--out", suffixes=[".json"], overwrite=args.overwrite)
     space = search_spaces.load(args.space)
+    arch = space.parse(args.arch) if args.arch else None
     teacher = load_teacher(space.teacher)
     if args.table:
         table = CostTable.load(args.table, space)
@@ -49,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
                "candidates": len(frame)}
     if "ptflops_macs" in frame:
         summary["ptflops_vs_fvcore_no_attention"] = float(frame.ptflops_macs.sum() / max(frame.macs_no_attention.sum(), 1))
-    if args.arch:
-        arch = space.parse(args.arch)
+    if arch is not None:
         summary["arch"] = {"arch": str(arch), "arch_id": arch.arch_id, **_cost_dict(table.cost(arch)),
                            "ratios": table.ratios(arch)}
     if args.verify:

@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
+from .paths import check_input_dir, check_input_file, check_output_dir
+
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: list[str], out_help: str, hr_help: str) -> None:
     """The positional recipe name and ``--config``, ``--out``, ``--hr-dir``, ``--no-resume``."""
@@ -16,14 +19,32 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: list[str], ou
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and start over")
 
 
-def read_recipe(args: argparse.Namespace) -> dict[str, Any]:
-    """The recipe file as a mapping, with ``--hr-dir`` (if given) as ``data.source``."""
+def read_recipe(args: argparse.Namespace, *, folders: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The recipe file as a mapping, with ``--hr-dir`` (if given) as ``data.source``.
+
+    Checks the paths first: the recipe file, the ``--hr-dir`` and other input ``folders`` (argument names),
+    and that ``--out`` is a writable folder, not a run of another recipe (a run of this one is resumed).
+    """
     from ..config_io import read_mapping  # noqa: PLC0415  (pydantic/yaml only when run)
 
+    check_input_file(args.config, key="--config")
+    for name in ("hr_dir", *folders):
+        for folder in _as_list(getattr(args, name)):
+            check_input_dir(folder, key=f"--{name.replace('_', '-')}")
+    check_output_dir(args.out, key="--out")
+    done = args.out / "result.json"
+    if done.is_file():
+        previous = read_mapping(done).get("recipe")
+        if previous is not None and previous not in {args.recipe, f"sr-{args.recipe}"}:
+            raise ConfigError(f"holds a '{previous}' run, not '{args.recipe}'", source=args.out, key="--out")
     data = read_mapping(args.config)
     if args.hr_dir is not None:
         data.setdefault("data", {})["source"] = str(args.hr_dir)
     return data
+
+
+def _as_list(value: Any) -> list[Path]:
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    data = read_recipe(args)
+    data = read_recipe(args, folders=("vae", "eval_dir"))
     summary = _train_vae(args, data) if args.recipe == "vae" else _train_teacher(args, data)
     write_summary(args.out, summary)
     return 0

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config_io import validate  # noqa: PLC0415 (heavy imports only for this command)
     from ..sr.train import SRAdaptRecipe, SROneStepRecipe, run_sr_adapt, run_sr_onestep  # noqa: PLC0415
 
-    data = read_recipe(args)
+    data = read_recipe(args, folders=("vae", "init"))
     if args.recipe == "adapt":
         if args.vae is not None:
             data["vae"] = str(args.vae)

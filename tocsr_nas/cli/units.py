@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from .argtypes import int_range
+
+MAX_LATENT_SIZE = 256  # a 2048-pixel image at the usual VAE factor 8; larger shapes need huge activations
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -11,7 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="List every replaceable unit of a teacher UNet with its shapes, params and skip inputs.",
         epilog="Example: tocsr-nas units --teacher tiny-ldm")
     parser.add_argument("--teacher", default="tiny-ldm", help="teacher name, config file or local folder (default: tiny-ldm)")
-    parser.add_argument("--latent-size", type=int, help="latent resolution for the shapes (default: the teacher's)")
+    parser.add_argument("--latent-size", type=int_range(1, MAX_LATENT_SIZE),
+                        help=f"latent resolution for the shapes, 1 to {MAX_LATENT_SIZE} (default: the teacher's)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 

@@ -2,12 +2,15 @@
 from .images import (
                      BUILTIN,
                      IMAGE_EXTENSIONS,
+                     WRITE_FORMATS,
                      ImageCropDataset,
                      builtin_image_files,
                      list_image_files,
                      load_image,
+                     probe_images,
                      resolve_image_files,
+                     write_image,
 )
 
-__all__ = ["BUILTIN", "IMAGE_EXTENSIONS", "ImageCropDataset", "builtin_image_files", "list_image_files", "load_image",
-           "resolve_image_files"]
+__all__ = ["BUILTIN", "IMAGE_EXTENSIONS", "WRITE_FORMATS", "ImageCropDataset", "builtin_image_files",
+           "list_image_files", "load_image", "probe_images", "resolve_image_files", "write_image"]

@@ -13,6 +13,7 @@ dropped; 16-bit and 32-bit integer or float images are scaled by their type's ra
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,9 @@ BUILTIN_IMAGES = (
 )
 BUILTIN = "builtin"
 
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+"""Extensions :func:`write_image` writes, and the PIL format each one means."""
+
 _DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
@@ -47,6 +51,51 @@ def load_image(path: str | Path) -> torch.Tensor:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"cannot read image ({reason})", source=path) from None
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def probe_images(files: Sequence[str | Path], min_side: int = 1) -> tuple[list[Path], list[str]]:
+    """The files whose header reads and checks (without decoding the pixels) with both sides ``>= min_side``,
+    and one ``"<file>: <reason>"`` for each other file."""
+    usable, skipped = [], []
+    for path in map(Path, files):
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+                image.verify()
+        except _DECODE_ERRORS as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            skipped.append(f"{path}: cannot read image ({reason})")
+            continue
+        if min(width, height) < min_side:
+            skipped.append(f"{path}: image is {width}x{height}, smaller than {min_side} px")
+            continue
+        usable.append(path)
+    return usable, skipped
+
+
+def write_image(image: Image.Image, path: str | Path) -> Path:
+    """Save ``image`` in the format its extension names (:data:`WRITE_FORMATS`), replacing ``path`` atomically.
+
+    JPEG and WebP hold 8 bits per channel, so 16-bit greyscale is scaled down to 8 bits for them; JPEG has no
+    alpha channel, so an image with one is refused (PNG, WebP and TIFF keep it).
+    """
+    path = Path(path)
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"cannot write images as '{path.suffix}'", source=path, allowed=sorted(WRITE_FORMATS))
+    if fmt in {"JPEG", "WEBP"} and image.mode.startswith("I"):
+        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8), "L")
+    if fmt == "JPEG" and "A" in image.getbands():
+        raise ConfigError("JPEG cannot hold the alpha channel", source=path, allowed=[".png", ".tif", ".webp"])
+    options = {"quality": 95} if fmt in {"JPEG", "WEBP"} else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        image.save(tmp, format=fmt, **options)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:

@@ -24,6 +24,7 @@ from search_spaces import SearchSpace
 
 from ..arch import Arch
 from ..compact import CompactUNet, UnitChoice
+from ..config_io import read_mapping
 from ..errors import ConfigError
 from ..ops.registry import build_op
 from ..teachers import Teacher
@@ -149,11 +150,11 @@ class CostTable:
         path = Path(path)
         if not path.is_file():
             raise ConfigError("cost table not found", source=path)
-        data = json.loads(path.read_text())
+        data = read_mapping(path)
         if data.get("format") != TABLE_FORMAT:
             raise ConfigError("not a cost table", source=path, key="format", allowed=[TABLE_FORMAT])
-        if data["fingerprint"] != space_fingerprint(space):
-            raise ConfigError(f"written for space '{data['space']}' with other candidates, not for '{space.name}'",
+        if data.get("fingerprint") != space_fingerprint(space):
+            raise ConfigError(f"written for space '{data.get('space')}' with other candidates, not for '{space.name}'",
                               source=path, key="fingerprint")
         return cls(space, Cost(**data["fixed"]), Cost(**data["teacher_total"]), data["rows"], data["latent_size"])
 

@@ -154,7 +154,8 @@ class SearchSpace:
         self.source = source
         self.decisions = tuple(decisions)
         self._by_name = {d.name: d for d in self.decisions}
-        self._removals = self._resolve_removals(regions or {})
+        self.regions = dict(regions or {})  # sampler unit -> the units removed with it
+        self._removals = self._resolve_removals(self.regions)
 
     def _resolve_removals(self, regions: Mapping[str, frozenset[str]]) -> list[tuple[int, int, list[tuple[int, int]]]]:
         """``(decision, its drop index, [(decision, drop index) forced with it])`` for every droppable sampler."""

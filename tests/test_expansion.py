@@ -2,15 +2,22 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from diffusers import DDPMScheduler
 
 from tocsr_nas.errors import ConfigError
 from tocsr_nas.expansion import expand_vae, widen_unet
 from tocsr_nas.teachers import load_teacher
+from tocsr_nas.teachers.weights import save_teacher_weights
+from tocsr_nas.training.expand_recipe import ExpandRecipe, run_expand_recipe
 from tocsr_nas.vae import build_vae
 
+from .badinput import assert_refused
 from .conftest import DATA
 
 VAE = {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": [8, 16],
@@ -67,3 +74,54 @@ def test_expanded_vae_extra_channels_get_gradients(vae4) -> None:
     recon = vae16.decode(vae16.encode(images).latent_dist.mean).sample
     (recon - images).square().mean().backward()
     assert vae16.decoder.conv_in.weight.grad[:, 4:].abs().sum() > 0
+
+
+def _recipe(teacher: str, steps: int = 2) -> dict:
+    loop = {"steps": steps, "batch_size": 2, "lr": 1e-3, "checkpoint_every": 1, "log_every": 1, "num_threads": 1}
+    return {"recipe": "expand", "teacher": teacher, "channels": 16, "data": {"source": "builtin", "crop_size": 32},
+            "vae_loop": loop, "unet_loop": loop, "held_out_crops": 1}
+
+
+@pytest.fixture(scope="module")
+def source4(tmp_path_factory: pytest.TempPathFactory, vae4) -> Path:
+    """A 4-channel teacher config with weights (micro UNet, tiny VAE, learned context; random init)."""
+    root = tmp_path_factory.mktemp("source4")
+    teacher = load_teacher(DATA / "micro-bk.yaml", seed=0)
+    save_teacher_weights(root / "weights", teacher.unet, teacher.context, vae4, DDPMScheduler(), dtype=torch.float32)
+    config = yaml.safe_load((DATA / "micro-bk.yaml").read_text())
+    (root / "src4.yaml").write_text(yaml.safe_dump({**config, "weights": "weights"}))
+    return root / "src4.yaml"
+
+
+def test_expand_resumes_and_writes_a_teacher_folder(tmp_path: Path, source4: Path) -> None:
+    recipe = ExpandRecipe(**_recipe(str(source4)))
+    out = tmp_path / "expanded"
+    first = run_expand_recipe(recipe, out, stop_after=1)
+    assert first["vae"]["steps"] == 1 and "unet" not in first and not (out / "teacher.yaml").exists()
+    summary = run_expand_recipe(recipe, out)
+    assert summary["vae"]["resumed_from"] == 1 and summary["unet"]["steps"] == 2
+    expanded = load_teacher(out)
+    assert expanded.latent_channels == 16 and expanded.vae.config.latent_channels == 16
+    manifest = json.loads((out / "weights" / "manifest.json").read_text())
+    assert manifest["source"] == str(source4) and manifest["recipe"]["channels"] == 16
+    assert set(summary["held_out"]) >= {"old_teacher", "expanded_teacher"}
+    with torch.no_grad():
+        assert expanded.unet(**expanded.example_inputs()).sample.shape == (1, 16, 16, 16)
+
+
+def test_expand_refuses_bad_teachers(tmp_path: Path, source4: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "expand.yaml"
+    recipe.write_text(yaml.safe_dump(_recipe(str(source4))))
+    out = tmp_path / "out"
+    base = ["expand", "--config", str(recipe), "--out", str(out)]
+    assert_refused([*base, "--teacher", str(tmp_path / "missing")], tmp_path, capsys, match="not found")
+    assert_refused([*base, "--teacher", "tiny-ldm"], tmp_path, capsys, match="already has a 16-channel latent")
+    mismatch = tmp_path / "mismatch"  # an 8-channel VAE beside the 4-channel UNet
+    mismatch.mkdir()
+    teacher = load_teacher(DATA / "micro-bk.yaml", seed=0)
+    save_teacher_weights(mismatch / "weights", teacher.unet, teacher.context, build_vae({**VAE, "latent_channels": 8}),
+                         DDPMScheduler(), dtype=torch.float32)
+    config = yaml.safe_load((DATA / "micro-bk.yaml").read_text())
+    (mismatch / "teacher.yaml").write_text(yaml.safe_dump({**config, "weights": "weights"}))
+    assert_refused([*base, "--teacher", str(mismatch)], tmp_path, capsys, match="8 latent channels, the UNet 4")
+    assert_refused([*base, "--teacher", str(DATA / "micro-bk.yaml")], tmp_path, capsys, match="no VAE")

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "upscale",
     "evaluate-sr",
     "train-sr",
+    "expand",
 )
 
 

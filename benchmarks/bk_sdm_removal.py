@@ -24,7 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import search_spaces  # noqa: E402
 from benchmarks._common import RESULTS, write_results  # noqa: E402
 from search_spaces.bk_sdm import VARIANTS, bk_sdm_arch  # noqa: E402
-from tocsr_nas.profiling.cost_table import build_cost_table, extract_fresh, model_cost, model_inputs  # noqa: E402
+from tocsr_nas.profiling.cost_table import (  # noqa: E402
+    build_cost_table,
+    extract_fresh,
+    model_cost,
+    model_inputs,
+)
 from tocsr_nas.teachers import load_teacher  # noqa: E402
 from tocsr_nas.units import build_unit_graph, unit_infos  # noqa: E402
 

@@ -30,7 +30,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.images import list_image_files  # heavy imports only for this command
-    from ..training.expand_recipe import ExpandRecipe, load_source, reconstruction_psnr, run_expand_recipe
+    from ..training.expand_recipe import (
+        ExpandRecipe,
+        load_source,
+        reconstruction_psnr,
+        run_expand_recipe,
+    )
 
     data = read_recipe(args)
     if args.teacher is not None:

@@ -20,19 +20,17 @@ from typing import Any, Literal
 
 import pydantic
 import torch
-import torch.nn.functional as F
 import yaml
 from diffusers import AutoencoderKL, DDPMScheduler
 from torch import nn
 
-from ..data.images import BUILTIN, ImageCropDataset, resolve_image_files
+from ..data.images import BUILTIN, ImageCropDataset, load_image, resolve_image_files
 from ..errors import ConfigError
 from ..expansion import expand_vae, widen_unet
+from ..sr.metrics import psnr_y
 from ..teachers import TEACHER_FILE, LearnedContext, Teacher, load_teacher
 from ..teachers.weights import load_scheduler, save_teacher_weights, weights_folder
 from .config import DataConfig, LoopConfig
-from ..data.images import load_image
-from ..sr.metrics import psnr_y
 from .evaluate import denoising_loss, psnr, reconstruct
 from .loop import train
 from .teacher_recipe import DiffusionTask, SchedulerConfig, held_out_latents
@@ -58,6 +56,7 @@ class ExpandRecipe(pydantic.BaseModel, extra="forbid"):
     teacher: str  # the 4-channel source: a teacher name, a config file with weights, or a folder
     channels: int = pydantic.Field(16, gt=0)
     data: DataConfig = DataConfig()
+    unet_data: DataConfig | None = None  # crops for the UNet stage; ``data`` by default
     vae_loop: LoopConfig
     vae_loss: ExpandVaeLoss = ExpandVaeLoss()
     unet_loop: LoopConfig
@@ -155,6 +154,8 @@ def run_expand_recipe(recipe: ExpandRecipe, out_dir: str | Path, *, resume: bool
     teacher, scheduler = source if source is not None else load_source(recipe.teacher, recipe.channels)
     scheduler = scheduler or recipe.scheduler.build()
     files = resolve_image_files(recipe.data.source)
+    unet_data = recipe.unet_data or recipe.data
+    unet_files = resolve_image_files(unet_data.source)
     old_vae = teacher.vae
     summary: dict[str, Any] = {"recipe": "expand", "source": recipe.teacher, "channels": recipe.channels}
 
@@ -169,9 +170,9 @@ def run_expand_recipe(recipe: ExpandRecipe, out_dir: str | Path, *, resume: bool
         return summary
     vae: AutoencoderKL = vae_run.model.requires_grad_(False)
 
-    loop = recipe.unet_loop
-    crops = ImageCropDataset(files, recipe.data.crop_size, loop.steps * loop.batch_size, loop.seed, recipe.data.flips)
-    latents_old = held_out_latents(old_vae, recipe.held_out_source, recipe.data.crop_size, recipe.held_out_crops)
+    loop, data = recipe.unet_loop, unet_data
+    crops = ImageCropDataset(unet_files, data.crop_size, loop.steps * loop.batch_size, loop.seed, data.flips)
+    latents_old = held_out_latents(old_vae, recipe.held_out_source, data.crop_size, recipe.held_out_crops)
     old_loss = denoising_loss(teacher, latents_old, scheduler)  # before widen_unet changes the UNet in place
     wide = Teacher(name=f"{teacher.name}-{recipe.channels}ch", unet=widen_unet(teacher.unet, recipe.channels),
                    context=teacher.context, latent_size=teacher.latent_size, vae=vae)
@@ -183,7 +184,7 @@ def run_expand_recipe(recipe: ExpandRecipe, out_dir: str | Path, *, resume: bool
         return summary
     expanded = Teacher(name=wide.name, unet=unet_run.model.unet, context=unet_run.model.context,
                        latent_size=teacher.latent_size, vae=vae)
-    latents_new = held_out_latents(vae, recipe.held_out_source, recipe.data.crop_size, recipe.held_out_crops)
+    latents_new = held_out_latents(vae, recipe.held_out_source, data.crop_size, recipe.held_out_crops)
     summary["held_out"] = {"source": recipe.held_out_source, "crops": recipe.held_out_crops,
                            "old_teacher": old_loss,
                            "expanded_teacher": denoising_loss(expanded, latents_new, scheduler)}

@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 import search_spaces
-from evaluators.cost import CostEvaluator
-from evaluators.distillation import DistillationEvaluator, ValidationSet
+from evaluators import Evaluator, make_evaluator
+from evaluators.context import EvaluationContext
+from evaluators.distillation import ValidationSet
 
 from ..arch import Arch
 from ..distill.inputs import build_latent_source, noise_scheduler
@@ -68,20 +69,43 @@ def extract_arch(space_spec: str, arch_text: str, surrogates: str | Path | None,
     return arch
 
 
+def evaluation_context(config: SearchConfig, out_dir: Path, space: search_spaces.SearchSpace,
+                       teacher: Teacher) -> EvaluationContext:
+    """What the search's evaluators are built from; the cost table, supernet and validation set are built lazily."""
+    latent_size = space.latent_size or teacher.latent_size
+
+    def validation() -> ValidationSet:
+        latents = validation_latents(teacher, config.validation, latent_size)
+        return ValidationSet.build(teacher, latents, batch_size=config.validation.batch_size,
+                                   seed=config.validation.seed, scheduler=noise_scheduler(space.teacher))
+
+    surrogates = str(Path(config.surrogates).resolve()) if config.surrogates else "untrained"
+    return EvaluationContext(
+        space=space, teacher=teacher, cache_dir=out_dir, constraints=config.constraints,
+        shared={"cost_table": lambda: cached_cost_table(teacher, space, out_dir),
+                "supernet": lambda: trained_supernet(teacher, space, config.surrogates),
+                "validation": validation},
+        surrogates_id=f"{space_fingerprint(space)}:{surrogates}")
+
+
+def build_evaluators(config: SearchConfig, context: EvaluationContext) -> list[Evaluator]:
+    """The evaluators the config names, built through the registry with their options, in order."""
+    evaluators = []
+    for spec in config.effective_evaluators:
+        try:
+            evaluators.append(make_evaluator(spec.name, context=context, **spec.options))
+        except TypeError as err:  # an option the factory does not take
+            raise ConfigError(f"evaluator '{spec.name}': {err}", key="evaluators") from err
+    return evaluators
+
+
 def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
-    """Everything a search needs, from its config; the cost table is cached in ``out_dir``."""
+    """Everything a search needs, from its config; tables measured once (cost, latency) are cached in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     space = search_spaces.load(config.space)
-    teacher = load_teacher(space.teacher)
-    table = cached_cost_table(teacher, space, out_dir)
-    cheap = [CostEvaluator(table, max_gmacs=config.max_gmacs, max_params_m=config.max_params_m)]
-    supernet = trained_supernet(teacher, space, config.surrogates)
-    surrogates_id = str(Path(config.surrogates).resolve()) if config.surrogates else "untrained"
-    latent_size = space.latent_size or teacher.latent_size
-    latents = validation_latents(teacher, config.validation, latent_size)
-    validation = ValidationSet.build(teacher, latents, batch_size=config.validation.batch_size,
-                                     seed=config.validation.seed, scheduler=noise_scheduler(space.teacher))
-    expensive = [DistillationEvaluator(supernet, validation, surrogates_id=f"{space_fingerprint(space)}:{surrogates_id}")]
-    return SearchRunner(config, out_dir, space=space, table=table, cheap=cheap, expensive=expensive,
+    context = evaluation_context(config, out_dir, space, load_teacher(space.teacher))
+    evaluators = build_evaluators(config, context)
+    return SearchRunner(config, out_dir, space=space, table=context.get("cost_table"),
+                        cheap=[e for e in evaluators if e.cheap], expensive=[e for e in evaluators if not e.cheap],
                         executor=executor_from_config(config.executor))

@@ -2,6 +2,11 @@
 
 It offers the capabilities strategies need (Archai's idea): ``sample``, ``mutate``, ``crossover``, ``encode`` /
 ``decode``, ``one_hot``, ``enumerate``, and ``parse`` for arch strings.
+
+Removing a down or up sampler (the ``drop`` op) removes a whole resolution level: the sampler, its partner on the
+other path and every unit between them. A space may offer ``drop`` for a sampler only if every unit of that
+region is decided by decisions lying wholly inside it that offer ``drop`` too; :meth:`SearchSpace.canonical`
+then maps an arch that removes a sampler to the one that drops its whole region, which is what runs and is costed.
 """
 from __future__ import annotations
 
@@ -52,6 +57,11 @@ class Decision:
         raise KeyError(label)
 
 
+def _drop_index(decision: Decision) -> int | None:
+    """The index of the plain ``drop`` candidate of ``decision``, if it has one."""
+    return next((i for i, c in enumerate(decision.candidates) if c.op == DROP_OP and not c.hparams), None)
+
+
 def _format_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(int(value))
@@ -94,10 +104,49 @@ def expand_candidates(entries: list[CandidateEntry], kind: str, *, source: str, 
     return tuple(candidates)
 
 
+DROP_OP = "drop"
+SAMPLER_KINDS = ("downsampler", "upsampler")
+
+
+def _block_index(path: str) -> tuple[str, int]:
+    """``("down", 2)`` for ``down_blocks.2.resnets.0``, ``("mid", 0)`` for ``mid_block.*``."""
+    parts = path.split(".")
+    if parts[0] == "mid_block":
+        return "mid", 0
+    return parts[0].removesuffix("_blocks"), int(parts[1])
+
+
+def sampler_regions(unit_kinds: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    """For each sampler unit with a partner: the units removed with it (one resolution level).
+
+    Down block ``k``'s downsampler pairs with up block ``n-2-k``'s upsampler (``n`` up blocks); the region is
+    both samplers, the down blocks after ``k``, the mid block and the up blocks up to ``n-2-k``.
+    """
+    n_up = 1 + max((i for kind, i in map(_block_index, unit_kinds) if kind == "up"), default=-1)
+    regions = {}
+    for path, kind in unit_kinds.items():
+        if kind not in SAMPLER_KINDS:
+            continue
+        _, index = _block_index(path)
+        level = index if kind == "downsampler" else n_up - 2 - index
+        down, up = f"down_blocks.{level}.downsamplers.0", f"up_blocks.{n_up - 2 - level}.upsamplers.0"
+        if down not in unit_kinds or up not in unit_kinds:
+            continue
+
+        def inside(unit: str, level: int = level) -> bool:
+            block, i = _block_index(unit)
+            return (block == "mid" or (block == "down" and i > level) or (block == "up" and i <= n_up - 2 - level)
+                    or unit == f"down_blocks.{level}.downsamplers.0")
+
+        regions[path] = frozenset(p for p in unit_kinds if inside(p))
+    return regions
+
+
 class SearchSpace:
     """Decisions over a teacher's units; archs pick one candidate label per decision."""
 
-    def __init__(self, config: SpaceConfig, decisions: list[Decision], source: str) -> None:
+    def __init__(self, config: SpaceConfig, decisions: list[Decision], source: str,
+                 regions: Mapping[str, frozenset[str]] | None = None) -> None:
         self.config = config
         self.name = config.name
         self.teacher = config.teacher
@@ -105,6 +154,38 @@ class SearchSpace:
         self.source = source
         self.decisions = tuple(decisions)
         self._by_name = {d.name: d for d in self.decisions}
+        self.regions = dict(regions or {})  # sampler unit -> the units removed with it
+        self._removals = self._resolve_removals(self.regions)
+
+    def _resolve_removals(self, regions: Mapping[str, frozenset[str]]) -> list[tuple[int, int, list[tuple[int, int]]]]:
+        """``(decision, its drop index, [(decision, drop index) forced with it])`` for every droppable sampler."""
+        owner = {unit: i for i, d in enumerate(self.decisions) for unit in d.units}
+        removals = []
+        for i, decision in enumerate(self.decisions):
+            drop = _drop_index(decision)
+            if decision.kind not in SAMPLER_KINDS or drop is None:
+                continue
+            key = decision.name
+            region: set[str] = set()
+            for unit in decision.units:
+                if unit not in regions:
+                    raise ConfigError(f"sampler {unit} has no partner sampler, so it cannot be dropped",
+                                      source=self.source, key=key)
+                region |= regions[unit]
+            forced = []
+            for j in sorted({owner.get(unit, -1) for unit in region}):
+                other = self.decisions[j] if j >= 0 else None
+                missing = sorted(region - set(owner)) if other is None else []
+                if missing:
+                    raise ConfigError(f"dropping {decision.units[0]} removes {missing[0]}, which no decision covers",
+                                      source=self.source, key=key, allowed="stages that offer 'drop' for every unit removed")
+                if _drop_index(other) is None or not set(other.units) <= region:
+                    raise ConfigError(f"dropping {decision.units[0]} removes units of decision '{other.name}', which "
+                                      "must offer 'drop' and lie wholly inside the removed level", source=self.source,
+                                      key=key)
+                forced.append((j, _drop_index(other)))
+            removals.append((i, drop, forced))
+        return removals
 
     # -- construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -147,7 +228,7 @@ class SearchSpace:
             raise ConfigError(f"repeated stage names {repeated}", source=source, key="stages")
         if not decisions:
             raise ConfigError("no stage has candidates for its units", source=source, key="stages")
-        return cls(config, decisions, source)
+        return cls(config, decisions, source, sampler_regions(unit_kinds))
 
     # -- introspection ------------------------------------------------------------------------------------------
     @property
@@ -163,8 +244,9 @@ class SearchSpace:
         return self._by_name[name]
 
     def unit_choices(self, arch: Arch) -> dict[str, Candidate]:
-        """Unit path -> chosen candidate, for every unit the space decides on."""
+        """Unit path -> chosen candidate, for every unit the space decides on (of the :meth:`canonical` arch)."""
         self.validate(arch)
+        arch = self.canonical(arch)
         choices = {}
         for decision, (_, label) in zip(self.decisions, arch.choices):
             candidate = decision.candidates[decision.index(label)]
@@ -202,6 +284,21 @@ class SearchSpace:
             if label not in {c.label for c in decision.candidates}:
                 raise ConfigError(f"unknown candidate '{label}'", source=self.source, key=decision.name,
                                   allowed=[c.label for c in decision.candidates])
+
+    def canonical(self, arch: Arch) -> Arch:
+        """The arch that runs: where a sampler is dropped, every decision of its resolution level is ``drop``."""
+        if not self._removals:
+            return arch
+        return self.decode(self.canonical_indices(self.encode(arch)[None])[0])
+
+    def canonical_indices(self, indices: np.ndarray) -> np.ndarray:
+        """:meth:`canonical` on candidate-index rows ``(N, n_decisions)`` (a copy)."""
+        out = np.array(indices, dtype=np.int64, copy=True)
+        for decision, drop, forced in self._removals:
+            removed = out[:, decision] == drop
+            for j, drop_j in forced:
+                out[removed, j] = drop_j
+        return out
 
     def parse(self, text: str) -> Arch:
         """Parse an arch string (``str(arch)``); decisions left out keep the teacher op."""

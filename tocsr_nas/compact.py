@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from diffusers import ModelMixin, UNet2DConditionModel  # noqa: F401  (a pipeline's loader finds ModelMixin here)
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -118,9 +119,13 @@ class CompactUNet(UNet2DConditionModel):
     @classmethod
     def build(cls, teacher_unet: UNet2DConditionModel, choices: Mapping[str, UnitChoice],
               meta: Mapping[str, Any] | None = None) -> CompactUNet:
-        """The teacher with a freshly built op at each unit of ``choices`` (sharing no parameters with it)."""
-        return cls(choices={p: c.to_json() for p, c in choices.items()}, meta=dict(meta or {}),
-                   plugins=op_plugins(choices), _teacher=teacher_unet, **_plain(teacher_unet.config))
+        """The teacher with a freshly built op at each unit of ``choices`` (sharing no parameters with it).
+
+        Built on the teacher's device: a teacher on the meta device gives a meta compact UNet (for counting).
+        """
+        with torch.device(teacher_unet.device):
+            return cls(choices={p: c.to_json() for p, c in choices.items()}, meta=dict(meta or {}),
+                       plugins=op_plugins(choices), _teacher=teacher_unet, **_plain(teacher_unet.config))
 
     @classmethod
     def wrap(cls, unet: UNet2DConditionModel, choices: Mapping[str, UnitChoice],

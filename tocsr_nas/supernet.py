@@ -16,6 +16,7 @@ from search_spaces import SearchSpace
 from .arch import Arch
 from .compact import CompactUNet, UnitChoice
 from .errors import ConfigError
+from .ops.builtin.passthrough import drop_output_shape
 from .ops.registry import build_op
 from .teachers import Teacher
 from .units import UnitInfo, build_unit_graph, example_unit_call, unit_infos, unit_output
@@ -61,7 +62,8 @@ class Supernet(nn.Module):
                 modules = []
                 for candidate in decision.candidates:
                     module = build_op(candidate.op, unit, teacher_module, candidate.kwargs)
-                    _check_candidate(module, unit, candidate.label, source=space.source, key=decision.name)
+                    expected = drop_output_shape(unit) if candidate.op == "drop" else unit.out_shape
+                    _check_candidate(module, unit, candidate.label, expected, source=space.source, key=decision.name)
                     modules.append(module)
                 block = ChoiceBlock([c.label for c in decision.candidates], modules)
                 self.unet.set_submodule(path, block)
@@ -100,8 +102,9 @@ class Supernet(nn.Module):
 
 
 @torch.no_grad()
-def _check_candidate(module: nn.Module, unit: UnitInfo, label: str, *, source: str, key: str) -> None:
-    """Call ``module`` as diffusers calls ``unit``; refuse a wrong output shape with a one-line error."""
+def _check_candidate(module: nn.Module, unit: UnitInfo, label: str, expected: tuple[int, int, int], *, source: str,
+                     key: str) -> None:
+    """Call ``module`` as diffusers calls ``unit``; refuse an output shape other than ``expected`` in one line."""
     generator = torch.Generator().manual_seed(0)
     args, kwargs = example_unit_call(unit, generator=generator)
     try:
@@ -109,6 +112,6 @@ def _check_candidate(module: nn.Module, unit: UnitInfo, label: str, *, source: s
     except Exception as err:  # noqa: BLE001 (any failure of a user op is reported the same way)
         raise ConfigError(f"candidate '{label}' fails on unit {unit.path}: {type(err).__name__}: {err}",
                           source=source, key=key) from None
-    if shape != unit.out_shape:
-        raise ConfigError(f"candidate '{label}' returns shape {shape}, unit {unit.path} needs {unit.out_shape}",
+    if shape != expected:
+        raise ConfigError(f"candidate '{label}' returns shape {shape}, unit {unit.path} needs {expected}",
                           source=source, key=key)

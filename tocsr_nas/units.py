@@ -41,6 +41,7 @@ class UnitInfo:
     temb_channels: int | None = None  # resnets: the time-embedding width they receive
     context_shape: tuple[int, int] | None = None  # transformers: (tokens, dim) of encoder_hidden_states
     order: int = 0  # position in the forward pass
+    skip_channels: int | None = None  # up-block resnets: channels of the skip tensor concatenated to their input
 
     @property
     def in_channels(self) -> int:
@@ -140,6 +141,9 @@ def build_unit_graph(unet: UNet2DConditionModel, inputs: dict[str, torch.Tensor]
         graph.add_edge(src, dst, kind="flow")
     for src, dst in _skip_edges(unet, units):
         graph.add_edge(src, dst, kind="skip")
+        producer = units.get(src)
+        channels = int(unet.conv_in.out_channels) if src == "conv_in" else producer.out_channels if producer else None
+        graph.nodes[dst]["info"] = dataclasses.replace(units[dst], skip_channels=channels)
     return graph
 
 

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "upscale",
     "evaluate-sr",
     "train-sr",
+    "expand",
 )
 
 

@@ -94,7 +94,8 @@ class CostTable:
                           for d in space.decisions]
 
     def cost(self, arch: Arch) -> Cost:
-        """The exact cost of ``arch`` (a sum of table entries)."""
+        """The exact cost of ``arch`` (a sum of table entries, over its canonical form)."""
+        arch = self.space.canonical(arch)
         params, macs, macs_na = self.fixed.params, self.fixed.macs, self.fixed.macs_no_attention
         for (_, label), table in zip(arch.choices, self._tables, strict=True):
             p, m, mn = table[label]
@@ -105,7 +106,7 @@ class CostTable:
 
     def cost_matrix(self, indices: np.ndarray) -> np.ndarray:
         """Vectorised costs for candidate-index rows ``(N, n_decisions)`` -> ``(N, 3)`` (params, macs, macs_no_attn)."""
-        indices = np.asarray(indices, dtype=np.int64)
+        indices = self.space.canonical_indices(np.asarray(indices, dtype=np.int64))
         total = np.tile(np.array([self.fixed.params, self.fixed.macs, self.fixed.macs_no_attention], dtype=np.float64),
                         (len(indices), 1))
         for i, matrix in enumerate(self._matrices):

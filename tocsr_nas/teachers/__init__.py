@@ -6,7 +6,8 @@ A teacher spec is one of
   ``tocsr_nas/teachers/configs``;
 * a path to such a YAML/JSON file (``{description, latent_size, context, unet, weights?}``) or to a bare
   diffusers UNet ``config.json``;
-* a local ``from_pretrained`` folder (a UNet folder, or a pipeline folder with a ``unet/`` subfolder).
+* a local ``from_pretrained`` folder (a UNet folder, or a pipeline folder with a ``unet/`` subfolder), or a teacher
+  folder holding ``teacher.yaml`` (a config as above, e.g. written by ``tocsr-nas expand``).
 
 Nothing is ever fetched from a hub.
 """
@@ -25,6 +26,7 @@ from ..errors import ConfigError
 from .context import ContextProvider, EmbeddingContext, LearnedContext
 
 CONFIG_DIR = Path(__file__).with_name("configs")
+TEACHER_FILE = "teacher.yaml"  # a teacher folder's config
 
 
 class ContextConfig(pydantic.BaseModel, extra="forbid"):
@@ -95,6 +97,8 @@ def load_teacher(spec: str | Path, *, seed: int = 0) -> Teacher:
 def unet_skeleton(spec: str | Path) -> UNet2DConditionModel:
     """The teacher's UNet built on the meta device (no memory, no weights): for reading its structure quickly."""
     path = Path(spec)
+    if path.is_dir() and (path / TEACHER_FILE).is_file():
+        path = path / TEACHER_FILE
     if path.is_dir():
         unet_dir = path / "unet" if (path / "unet" / "config.json").is_file() else path
         if not (unet_dir / "config.json").is_file():
@@ -132,6 +136,10 @@ def _from_config_file(path: Path, seed: int) -> Teacher:
 
 
 def _from_folder(folder: Path) -> Teacher:
+    if (folder / TEACHER_FILE).is_file():
+        teacher = _from_config_file(folder / TEACHER_FILE, seed=0)
+        teacher.name = folder.name
+        return teacher
     unet_dir = folder / "unet" if (folder / "unet" / "config.json").is_file() else folder
     if not (unet_dir / "config.json").is_file():
         raise ConfigError("not a diffusers UNet folder (no config.json)", source=folder)

@@ -1,0 +1,127 @@
+"""Latent expansion 4 -> 16 channels: the widened UNet and the expanded VAE start equal to the old ones."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from diffusers import DDPMScheduler
+
+from tocsr_nas.errors import ConfigError
+from tocsr_nas.expansion import expand_vae, widen_unet
+from tocsr_nas.teachers import load_teacher
+from tocsr_nas.teachers.weights import save_teacher_weights
+from tocsr_nas.training.expand_recipe import ExpandRecipe, run_expand_recipe
+from tocsr_nas.vae import build_vae
+
+from .badinput import assert_refused
+from .conftest import DATA
+
+VAE = {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": [8, 16],
+       "down_block_types": ["DownEncoderBlock2D"] * 2, "up_block_types": ["UpDecoderBlock2D"] * 2,
+       "layers_per_block": 1, "norm_num_groups": 4}
+
+
+@pytest.fixture(scope="module")
+def vae4():
+    torch.manual_seed(0)
+    vae = build_vae(VAE).eval()
+    with torch.no_grad():  # non-trivial 1x1 latent convs, so the block placement is tested
+        for conv in (vae.quant_conv, vae.post_quant_conv):
+            conv.weight.normal_(generator=torch.Generator().manual_seed(1))
+            conv.bias.normal_(generator=torch.Generator().manual_seed(2))
+    return vae
+
+
+def test_widened_unet_reproduces_the_old_one_on_the_old_subspace() -> None:
+    teacher = load_teacher(DATA / "micro-bk.yaml", seed=0)  # a 4-channel micro UNet
+    old = teacher.unet
+    wide = widen_unet(copy.deepcopy(old), 16)
+    assert wide.config.in_channels == wide.config.out_channels == 16
+    inputs = teacher.example_inputs(batch_size=2)
+    extra = torch.randn(2, 12, *inputs["sample"].shape[2:], generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = old(**inputs).sample
+        out = wide(**{**inputs, "sample": torch.cat([inputs["sample"], extra], 1)}).sample
+    assert torch.allclose(out[:, :4], expected, atol=1e-6, rtol=0)
+    assert torch.equal(out[:, 4:], torch.zeros_like(out[:, 4:]))
+    with pytest.raises(ConfigError, match="already has 16"):
+        widen_unet(wide, 16)
+
+
+def test_expanded_vae_encodes_and_decodes_as_the_old_one(vae4) -> None:
+    vae16 = expand_vae(vae4, 16)
+    assert vae16.config.latent_channels == 16
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        old, new = vae4.encode(images).latent_dist, vae16.encode(images).latent_dist
+        assert torch.allclose(new.mean[:, :4], old.mean, atol=1e-6)
+        assert torch.allclose(new.logvar[:, :4], old.logvar, atol=1e-6)
+        assert new.mean[:, 4:].abs().mean() > 0  # the extra channels carry (random) image features
+        z = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(1))
+        assert torch.allclose(vae16.decode(z).sample, vae4.decode(z[:, :4]).sample, atol=1e-6)
+    with pytest.raises(ConfigError, match="already has a 16-channel latent"):
+        expand_vae(vae16, 16)
+
+
+def test_expanded_vae_extra_channels_get_gradients(vae4) -> None:
+    """At init the decoder ignores the extra channels, but training reaches them."""
+    vae16 = expand_vae(vae4, 16).train()
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    recon = vae16.decode(vae16.encode(images).latent_dist.mean).sample
+    (recon - images).square().mean().backward()
+    assert vae16.decoder.conv_in.weight.grad[:, 4:].abs().sum() > 0
+
+
+def _recipe(teacher: str, steps: int = 2) -> dict:
+    loop = {"steps": steps, "batch_size": 2, "lr": 1e-3, "checkpoint_every": 1, "log_every": 1, "num_threads": 1}
+    return {"recipe": "expand", "teacher": teacher, "channels": 16, "data": {"source": "builtin", "crop_size": 32},
+            "vae_loop": loop, "unet_loop": loop, "held_out_crops": 1}
+
+
+@pytest.fixture(scope="module")
+def source4(tmp_path_factory: pytest.TempPathFactory, vae4) -> Path:
+    """A 4-channel teacher config with weights (micro UNet, tiny VAE, learned context; random init)."""
+    root = tmp_path_factory.mktemp("source4")
+    teacher = load_teacher(DATA / "micro-bk.yaml", seed=0)
+    save_teacher_weights(root / "weights", teacher.unet, teacher.context, vae4, DDPMScheduler(), dtype=torch.float32)
+    config = yaml.safe_load((DATA / "micro-bk.yaml").read_text())
+    (root / "src4.yaml").write_text(yaml.safe_dump({**config, "weights": "weights"}))
+    return root / "src4.yaml"
+
+
+def test_expand_resumes_and_writes_a_teacher_folder(tmp_path: Path, source4: Path) -> None:
+    recipe = ExpandRecipe(**_recipe(str(source4)))
+    out = tmp_path / "expanded"
+    first = run_expand_recipe(recipe, out, stop_after=1)
+    assert first["vae"]["steps"] == 1 and "unet" not in first and not (out / "teacher.yaml").exists()
+    summary = run_expand_recipe(recipe, out)
+    assert summary["vae"]["resumed_from"] == 1 and summary["unet"]["steps"] == 2
+    expanded = load_teacher(out)
+    assert expanded.latent_channels == 16 and expanded.vae.config.latent_channels == 16
+    manifest = json.loads((out / "weights" / "manifest.json").read_text())
+    assert manifest["source"] == str(source4) and manifest["recipe"]["channels"] == 16
+    assert set(summary["held_out"]) >= {"old_teacher", "expanded_teacher"}
+    with torch.no_grad():
+        assert expanded.unet(**expanded.example_inputs()).sample.shape == (1, 16, 16, 16)
+
+
+def test_expand_refuses_bad_teachers(tmp_path: Path, source4: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "expand.yaml"
+    recipe.write_text(yaml.safe_dump(_recipe(str(source4))))
+    out = tmp_path / "out"
+    base = ["expand", "--config", str(recipe), "--out", str(out)]
+    assert_refused([*base, "--teacher", str(tmp_path / "missing")], tmp_path, capsys, match="not found")
+    assert_refused([*base, "--teacher", "tiny-ldm"], tmp_path, capsys, match="already has a 16-channel latent")
+    mismatch = tmp_path / "mismatch"  # an 8-channel VAE beside the 4-channel UNet
+    mismatch.mkdir()
+    teacher = load_teacher(DATA / "micro-bk.yaml", seed=0)
+    save_teacher_weights(mismatch / "weights", teacher.unet, teacher.context, build_vae({**VAE, "latent_channels": 8}),
+                         DDPMScheduler(), dtype=torch.float32)
+    config = yaml.safe_load((DATA / "micro-bk.yaml").read_text())
+    (mismatch / "teacher.yaml").write_text(yaml.safe_dump({**config, "weights": "weights"}))
+    assert_refused([*base, "--teacher", str(mismatch)], tmp_path, capsys, match="8 latent channels, the UNet 4")
+    assert_refused([*base, "--teacher", str(DATA / "micro-bk.yaml")], tmp_path, capsys, match="no VAE")

@@ -1,6 +1,18 @@
 """Scale-out: device and dtype choice, memory-aware distillation groups, dry-run plans (all on the CPU here)."""
 from __future__ import annotations
 
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +24,7 @@ from tocsr_nas.distill import DistillConfig, distill_blocks
 from tocsr_nas.distill.plan import GIB, DistillPlan, MemoryProbe, plan_groups
 from tocsr_nas.distill.trainer import DistillWorker
 from tocsr_nas.errors import ConfigError
+from tocsr_nas.executors import RayExecutor
 
 from .badinput import assert_refused, run_cli
 from .conftest import write_space
@@ -138,3 +151,213 @@ def test_bad_device_or_budget_is_refused_before_anything_is_written(
     space = write_space(tmp_path, SPACE)
     assert_refused(["distill-blocks", "--space", str(space), "--out", str(tmp_path / "out"), "--steps", "2",
                     "--device", "cpu", *flags], tmp_path, capsys, match=match)
+
+
+# -- a real two-node Ray cluster on this machine (loopback), started and stopped by the tests -------------------
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_node(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """``ray start --block ...`` in its own process group (stopped by that group's id, never by name)."""
+    return subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop_node(process: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():  # noqa: ANN201
+    """A head node (1 CPU) and a second node (1 CPU, resource ``second_node``) on 127.0.0.1; yields the address."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    port = _free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 characters
+    # token authentication as Ray defaults to for `ray start` (the token in ~/.ray/auth_token, made if missing)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "token"}
+    common = ["--num-cpus", "1", "--num-gpus", "0", "--node-ip-address", "127.0.0.1",
+              "--object-store-memory", str(100 * 1024 ** 2), "--disable-usage-stats"]
+    nodes = [_start_node(["--head", "--port", str(port), "--temp-dir", temp, "--include-dashboard", "false", *common],
+                         env)]
+    try:
+        address = f"127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:  # wait for the head's GCS to answer before the second node joins
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        nodes.append(_start_node(["--address", address, "--resources", json.dumps({"second_node": 1}), *common], env))
+        executor = RayExecutor(address=address, num_workers=2)  # joins (with the cluster's auth token)
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2 and time.time() < deadline:
+            time.sleep(0.5)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2, "the second node did not join"
+        yield address
+        executor.close()
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        for node in reversed(nodes):
+            _stop_node(node)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _cluster_executor(address: str) -> RayExecutor:
+    return RayExecutor(address=address, num_workers=2, cpus_per_task=1.0)
+
+
+@pytest.mark.slow  # starting two Ray nodes on 2 shared cores takes ~35 s, actors importing torch ~30 s more
+def test_actors_sit_on_both_nodes_and_redo_work_lost_to_a_killed_actor(ray_cluster: str) -> None:
+    import ray
+
+    executor = _cluster_executor(ray_cluster)
+    pool = executor.pool(functools.partial(SlowSquare, 0.0))
+    assert len(set(pool.nodes())) == 2  # one actor per node: each needs the only CPU of its node
+    assert pool.map("square", [1, 2, 3]) == [1, 4, 9]
+    pool.close()  # frees both CPUs of the cluster
+    slow = executor.pool(functools.partial(SlowSquare, 1.5))
+    result: list[list[int]] = []
+    worker = threading.Thread(target=lambda: result.append(slow.map("square", list(range(6)))))
+    worker.start()
+    deadline = time.time() + 30
+    while not slow.busy and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    ray.kill(slow.actors[next(iter(slow.busy))])
+    worker.join(120)
+    assert result == [[x * x for x in range(6)]] and slow.redone == 1
+    slow.close()
+
+
+class SlowSquare:
+    """A pool worker for the executor tests: squares a number after a pause."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+
+    def square(self, x: int) -> int:
+        time.sleep(self.pause)
+        return x * x
+
+
+@pytest.mark.slow
+def test_distillation_on_a_two_node_cluster_survives_a_killed_actor(
+        ray_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit groups go to the two actors; one is killed mid-run: finished groups are kept, the lost one redone once;
+    the surrogates equal a local run's."""
+    import ray
+
+    space = write_space(tmp_path, SPACE)
+    config = _config(space, steps=12, checkpoint_every=100)
+    local = distill_blocks(config, tmp_path / "local")
+    units = list(dict.fromkeys(r.unit for r in local.records))
+    monkeypatch.setattr(DistillWorker, "probe", lambda self: MemoryProbe(0.0, 0.0, dict.fromkeys(units, GIB)))
+    pools: list = []
+    original = RayExecutor.pool
+    monkeypatch.setattr(RayExecutor, "pool", lambda self, factory: pools.append(original(self, factory)) or pools[-1])
+    config = config.model_copy(update={"max_memory_gb": 1.5})
+    out = tmp_path / "ray"
+    reports: list = []
+    runner = threading.Thread(target=lambda: reports.append(distill_blocks(config, out,
+                                                                           executor=_cluster_executor(ray_cluster))))
+    runner.start()
+    deadline = time.time() + 300
+    finished_before: dict[str, float] = {}
+    while time.time() < deadline and runner.is_alive():
+        finished_before = {p.name: p.stat().st_mtime for p in out.glob("**/*.safetensors") if "ckpt" not in p.name}
+        if finished_before and pools and pools[0].busy:
+            ray.kill(pools[0].actors[next(iter(pools[0].busy))])
+            break
+        time.sleep(0.05)
+    runner.join(300)
+    (report,) = reports
+    assert pools[0].redone == 1 and report.groups == len(units)
+    for name, mtime in finished_before.items():  # finished before the kill: kept, not trained again
+        assert next(out.glob(f"**/{name}")).stat().st_mtime == mtime
+    assert [(r.key, r.status) for r in report.records] == [(r.key, r.status) for r in local.records]
+    for a, b in zip(local.records, report.records):
+        assert b.rel_error == pytest.approx(a.rel_error, rel=1e-6, abs=1e-9)
+    first, second = _weights(tmp_path / "local"), _weights(out)
+    assert first.keys() == second.keys()
+    assert all(torch.allclose(first[k], second[k], rtol=1e-5, atol=1e-7) for k in first)
+
+
+@pytest.mark.slow
+def test_search_on_a_two_node_cluster_survives_a_killed_actor(
+        ray_cluster: str, micro_teacher, micro_space, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Arch batches go to the two actors; one is killed mid-run: stored trials are kept, the lost batch is redone
+    once, and the trials equal a local run's."""
+    import ray
+
+    from evaluators.cost import CostEvaluator
+    from evaluators.distillation import DistillationEvaluator, ValidationSet
+    from tocsr_nas.profiling.cost_table import build_cost_table
+    from tocsr_nas.search import SearchConfig, SearchRunner, read_trials
+    from tocsr_nas.search.components import validation_latents
+    from tocsr_nas.search.config import ValidationConfig
+    from tocsr_nas.supernet import Supernet
+
+    validation = {"latents": {"source": "gaussian"}, "count": 4, "batch_size": 2}
+    table = build_cost_table(micro_teacher, micro_space, ptflops=False, progress=False)
+    latents = validation_latents(micro_teacher, ValidationConfig(**validation), 16)
+    expensive = [SlowEvaluator(DistillationEvaluator(Supernet(micro_teacher, micro_space),
+                                                     ValidationSet.build(micro_teacher, latents, batch_size=2)))]
+    config = SearchConfig(space=str(micro_space.source), strategy="random", budget=8, batch_size=2,
+                          validation=validation, device="cpu")
+
+    def make(out: Path, executor=None) -> SearchRunner:  # noqa: ANN001
+        return SearchRunner(config, out, space=micro_space, table=table, cheap=[CostEvaluator(table)],
+                            expensive=expensive, executor=executor)
+
+    local = make(tmp_path / "local").run(progress=False)
+    pools: list = []
+    original = RayExecutor.pool
+    monkeypatch.setattr(RayExecutor, "pool", lambda self, factory: pools.append(original(self, factory)) or pools[-1])
+    out = tmp_path / "ray"
+    frames: list = []
+    runner = threading.Thread(target=lambda: frames.append(make(out, _cluster_executor(ray_cluster)).run(progress=False)))
+    runner.start()
+    deadline, stored = time.time() + 300, []
+    while time.time() < deadline and runner.is_alive():
+        trials = out / "trials.jsonl"
+        stored = trials.read_text().splitlines() if trials.exists() else []
+        if len(stored) >= 2 and pools and pools[0].busy:
+            ray.kill(pools[0].actors[next(iter(pools[0].busy))])
+            break
+        time.sleep(0.05)
+    runner.join(300)
+    (remote,) = frames
+    assert pools[0].redone == 1 and 2 <= len(stored) < 8
+    assert (out / "trials.jsonl").read_text().splitlines()[:len(stored)] == stored  # kept as they were
+    assert list(remote.arch_id) == list(local.arch_id) and remote.arch_id.is_unique
+    assert remote.loss.tolist() == pytest.approx(local.loss.tolist(), rel=1e-6)
+    assert len(read_trials(out)) == 8
+
+
+class SlowEvaluator:
+    """Wraps an evaluator and pauses before each evaluation (so that an actor can be killed mid-batch)."""
+
+    def __init__(self, inner, pause: float = 0.7) -> None:  # noqa: ANN001
+        self.inner, self.pause = inner, pause
+        self.name, self.fingerprint = inner.name, inner.fingerprint
+
+    def evaluate(self, arch, budget=None):  # noqa: ANN001, ANN201
+        time.sleep(self.pause)
+        return self.inner.evaluate(arch, budget)

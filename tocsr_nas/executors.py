@@ -132,6 +132,10 @@ class Pool(Protocol):
 
     def map(self, method: str, items: Sequence[Any]) -> list[Any]: ...
 
+    def close(self) -> None:
+        """Release the workers (Ray: kill the actors, also on a joined cluster)."""
+        ...
+
 
 class LocalPool:
     """The factory's object built once in this process; items run one after the other."""
@@ -142,6 +146,9 @@ class LocalPool:
 
     def map(self, method: str, items: Sequence[Any]) -> list[Any]:
         return [getattr(self.worker, method)(item) for item in items]
+
+    def close(self) -> None:
+        self.worker = None
 
 
 class RayExecutor:
@@ -175,6 +182,7 @@ class RayExecutor:
             self._owns_instance = True
         else:
             _probe(address)
+            _token_auth_if_available()
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
             except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
@@ -288,10 +296,26 @@ class RayPool:
             idle.append(slot)
         return results
 
+    def close(self) -> None:
+        for actor in self.actors:
+            self._ray.kill(actor)
+        self.actors = []
+
 
 def _apply(fn: Callable[..., R], *args: Any) -> R:
     """``fn(*args)``: the one remote function, so that any picklable callable (builtins too) can be sent."""
     return fn(*args)
+
+
+def _token_auth_if_available() -> None:
+    """Send the cluster's auth token when one is saved (``~/.ray/auth_token``), as ``ray`` CLI commands do."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (  # noqa: PLC0415
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _probe(address: str) -> None:

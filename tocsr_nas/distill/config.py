@@ -75,6 +75,7 @@ class DistillConfig(pydantic.BaseModel, extra="forbid"):
     num_threads: int = pydantic.Field(1, gt=0)  # more threads thrash when other processes share the cores
     cache_dir: str | None = None  # optional on-disk cache of teacher activations (teacher-input mode)
     executor: ExecutorConfig = ExecutorConfig()
+    latent_size: int | None = pydantic.Field(None, gt=0)  # side of the training latents (default: the space's)
     device: str = "auto"  # auto | cpu | cuda | cuda:N (tocsr_nas.device.resolve_device)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # the teacher's autocast dtype; candidates stay fp32
     max_memory_gb: float | None = pydantic.Field(None, gt=0)  # plan unit groups so one step fits (None: one group)

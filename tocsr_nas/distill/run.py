@@ -129,7 +129,10 @@ def distill_blocks(config: DistillConfig, out: str | Path, *, teacher: Teacher |
             threads = max(1, config.num_threads // executor.num_workers)
             pool = executor.pool(functools.partial(DistillWorker, config, str(out), num_threads=threads,
                                                    stop_after=stop_after, retry_failed=retry_failed))
-            results = pool.map("run", groups)
+            try:
+                results = pool.map("run", groups)
+            finally:
+                pool.close()
     finally:
         if own_executor and executor is not None:
             executor.close()

@@ -114,7 +114,7 @@ class DistillWorker:
         self.teacher.unet.to(self.device)
         self.store = SurrogateStore(out)
         self.loss_fn = get_loss(self.config.loss)
-        latent_size = self.space.latent_size or self.teacher.latent_size
+        latent_size = self.config.latent_size or self.space.latent_size or self.teacher.latent_size
         scheduler = noise_scheduler(spec)
         length = self.config.steps * self.config.batch_size
         self.train_calls = UNetCalls(self.teacher, build_latent_source(

@@ -361,3 +361,47 @@ class SlowEvaluator:
     def evaluate(self, arch, budget=None):  # noqa: ANN001, ANN201
         time.sleep(self.pause)
         return self.inner.evaluate(arch, budget)
+
+
+# -- the SD-1.5-size smoke pipeline (experiments/sd15_16ch.yaml with its documented CPU overrides) ---------------
+
+SD_SMOKE = ["name=sd15_16ch_smoke", "device=cpu", "dtype=float32", "latent_size=16", "surrogates.steps=2",
+            "surrogates.batch_size=1", "surrogates.held_out_samples=1", "surrogates.warmup_steps=0",
+            "surrogates.max_memory_gb=18", "search.strategy=random", "search.budget=3", "search.validation.count=2",
+            "search.validation.batch_size=1"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_sd15_smoke_pipeline(tmp_path: Path) -> None:
+    """Surrogates, search and extract on sd15-16ch end to end on the CPU under 20 GiB; the compact UNet runs DDIM."""
+    import resource
+
+    from diffusers import DDIMScheduler
+
+    from tocsr_nas.compact import CompactUNet
+
+    assert all(item in (REPO / "experiments" / "sd15_16ch.yaml").read_text() for item in SD_SMOKE)  # as documented
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    command = [sys.executable, "-m", "tocsr_nas", "run", str(REPO / "experiments" / "sd15_16ch.yaml"), *SD_SMOKE,
+               "--runs-dir", str(tmp_path)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 <= 20 * 1024 ** 3
+    run_dir = tmp_path / "sd15_16ch_smoke"
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert set(summary) == {"surrogates", "search", "extract"}
+    extracted = subprocess.run([sys.executable, "-m", "tocsr_nas", "extract", str(run_dir / "search"), "--out",
+                                str(tmp_path / "compact")], env=env, capture_output=True, text=True, timeout=1800)
+    assert extracted.returncode == 0, extracted.stderr[-3000:]
+    assert "vs the teacher's 859.6M / 402.3 G" in extracted.stdout
+    unet = CompactUNet.from_pretrained(run_dir / "extract" / "compact")
+    scheduler = DDIMScheduler(num_train_timesteps=1000)
+    scheduler.set_timesteps(3)
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 16, 16, 16, generator=generator)
+    context = torch.randn(1, 77, 768, generator=generator)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            latents = scheduler.step(unet(latents, t, encoder_hidden_states=context).sample, t, latents).prev_sample
+    assert latents.shape == (1, 16, 16, 16) and torch.isfinite(latents).all()

@@ -153,6 +153,42 @@ def test_bad_device_or_budget_is_refused_before_anything_is_written(
                     "--device", "cpu", *flags], tmp_path, capsys, match=match)
 
 
+def test_experiment_device_and_dtype_reach_every_stage() -> None:
+    from tocsr_nas.experiments import ExperimentConfig
+
+    config = ExperimentConfig.model_validate({"name": "x", "stages": ["surrogates", "search"], "device": "cpu",
+                                              "dtype": "bfloat16", "latent_size": 8,
+                                              "search": {"dtype": "float32"}})
+    assert (config.surrogates.device, config.surrogates.dtype, config.surrogates.latent_size) == ("cpu", "bfloat16", 8)
+    assert (config.search.device, config.search.dtype, config.search.latent_size) == ("cpu", "float32", 8)
+    if NO_GPU:
+        with pytest.raises(ValueError, match="torch sees no CUDA GPU"):
+            ExperimentConfig.model_validate({"name": "x", "stages": ["surrogates"], "device": "cuda"})
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+def test_training_loop_refuses_cuda_without_one_before_writing(tmp_path: Path) -> None:
+    from tocsr_nas.training.config import LoopConfig
+    from tocsr_nas.training.loop import train
+
+    with pytest.raises(ConfigError, match="torch sees no CUDA GPU"):
+        train(None, [], LoopConfig(steps=1, batch_size=1, lr=1e-3, device="cuda"), tmp_path / "out")  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+
+
+def test_sampling_in_bfloat16_on_the_cpu_matches_float32() -> None:
+    from tocsr_nas.teachers import load_teacher
+    from tocsr_nas.teachers.weights import load_scheduler, weights_folder
+    from tocsr_nas.training.sampling import sample_images
+
+    teacher = load_teacher("tiny-ldm")
+    scheduler = load_scheduler(weights_folder("tiny-ldm"))
+    full = sample_images(teacher, scheduler, 1, steps=2, seed=0, device="cpu")
+    half = sample_images(teacher, scheduler, 1, steps=2, seed=0, device="cpu", dtype=torch.bfloat16)
+    assert half.dtype is torch.float32 and torch.isfinite(half).all()
+    assert 0 < float((full - half).abs().mean()) < 0.05  # bfloat16 really ran, and stayed close
+
+
 # -- a real two-node Ray cluster on this machine (loopback), started and stopped by the tests -------------------
 
 def _free_port() -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config_io import read_mapping
+from ..device import add_device_args
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: list[str], out_help: str, hr_help: str) -> None:
@@ -16,6 +17,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: list[str], ou
     parser.add_argument("--out", required=True, type=Path, help=out_help)
     parser.add_argument("--hr-dir", type=Path, help=hr_help)
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and start over")
+    add_device_args(parser, dtype=False)
 
 
 def read_recipe(args: argparse.Namespace) -> dict[str, Any]:
@@ -23,6 +25,8 @@ def read_recipe(args: argparse.Namespace) -> dict[str, Any]:
     data = read_mapping(args.config)
     if args.hr_dir is not None:
         data.setdefault("data", {})["source"] = str(args.hr_dir)
+    if args.device is not None:
+        data.setdefault("loop", {})["device"] = args.device
     return data
 
 

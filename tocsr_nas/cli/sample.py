@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..device import add_device_args, device_from_args
 from ..errors import ConfigError
 
 
@@ -18,6 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    add_device_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -28,11 +30,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.count <= 0 or args.steps <= 0:
         raise ConfigError("must be positive", key="--count/--steps")
+    device, dtype = device_from_args(args)
     folder = weights_folder(args.teacher)
     if folder is None:
         raise ConfigError("teacher has no trained weights (no 'weights:' in its config)", source=args.teacher)
     teacher = load_teacher(args.teacher)
-    images = sample_images(teacher, load_scheduler(folder), args.count, steps=args.steps, eta=args.eta, seed=args.seed)
+    images = sample_images(teacher, load_scheduler(folder), args.count, steps=args.steps, eta=args.eta, seed=args.seed,
+                           device=device, dtype=dtype)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     image_grid(images).save(args.out)
     print(f"wrote {args.count} samples ({args.steps} DDIM steps) to {args.out}")

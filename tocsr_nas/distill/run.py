@@ -93,6 +93,7 @@ def distill_blocks(config: DistillConfig, out: str | Path, *, teacher: Teacher |
     """
     begin = time.perf_counter()
     out = Path(out)
+    own_teacher = teacher is None  # loaded here: the worker may free its weights (the supernet holds a copy)
     device = resolve_device(config.device)  # a device or dtype this machine cannot run: refused before any work
     resolve_dtype(config.dtype, device)
     teacher, space, _ = resolve(config, teacher, space)
@@ -104,14 +105,14 @@ def distill_blocks(config: DistillConfig, out: str | Path, *, teacher: Teacher |
         executor = executor_from_config(config.executor)
     try:
         local = dry_run or executor.kind == "local"
+        units = {u.path: u for u in unit_infos(build_unit_graph(teacher.unet, _example_inputs(teacher, space)))}
         worker = None
         if local or config.max_memory_gb is not None:
             worker = DistillWorker(config, str(out), teacher=teacher, space=space, num_threads=config.num_threads,
-                                   stop_after=stop_after, retry_failed=retry_failed)
+                                   stop_after=stop_after, retry_failed=retry_failed, release_teacher=own_teacher)
         plan = _plan(config, worker, dry_run) if worker is not None else None
         if dry_run:
             return plan
-        units = {u.path: u for u in unit_infos(build_unit_graph(teacher.unet, _example_inputs(teacher, space)))}
         config_hash = config.fingerprint()
         records = enumerate_candidates(space, units, config_hash)
         store.write_manifest(header, config.model_dump(), config_hash, [store.read_record(r.key) or r for r in records])

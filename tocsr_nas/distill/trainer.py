@@ -98,20 +98,30 @@ class DistillWorker:
         num_threads: torch CPU threads.
         stop_after: stop every group after this step, checkpointing (simulates a kill in tests).
         retry_failed: train candidates that failed before again.
+        release_teacher: free the teacher UNet's weights once the supernet (which holds a copy) is built; the
+            supernet's teacher path then runs the teacher forwards (the same modules: the same features). Always
+            done for a teacher this worker loads itself; a given one is only released when asked.
     """
 
     def __init__(self, config: DistillConfig, out: str, *, teacher: Teacher | None = None,
                  space: SearchSpace | None = None, num_threads: int = 1, stop_after: int | None = None,
-                 retry_failed: bool = False) -> None:
+                 retry_failed: bool = False, release_teacher: bool = False) -> None:
         self.config, self.stop_after, self.retry_failed = config, stop_after, retry_failed
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
         torch.set_num_threads(num_threads)
+        release_teacher = release_teacher or teacher is None
         self.teacher, self.space, spec = resolve(self.config, teacher, space)
         self.teacher.unet.eval().requires_grad_(False)
         torch.manual_seed(self.config.seed)  # candidates initialise from torch's global generator
         self.supernet = Supernet(self.teacher, self.space).to(self.device)
-        self.teacher.unet.to(self.device)
+        self.student = self._student() if self.config.mode == "student-input" else None
+        self.teacher_weights = teacher_hash(self.teacher.unet, self.space) if self.config.cache_dir else None
+        if release_teacher and self.supernet.active_arch == self.space.teacher_arch():
+            self.teacher.unet.to("meta")  # frees the weights, keeps the config
+            self.unet = self.supernet.unet
+        else:
+            self.unet = self.teacher.unet.to(self.device)
         self.store = SurrogateStore(out)
         self.loss_fn = get_loss(self.config.loss)
         latent_size = self.config.latent_size or self.space.latent_size or self.teacher.latent_size
@@ -124,7 +134,6 @@ class DistillWorker:
         self.held_out_calls = UNetCalls(self.teacher, build_latent_source(
             self.config.latents, self.teacher, latent_size, length=held_out_length, seed=self.config.seed,
             held_out=True), scheduler, self.config.timesteps, self.config.seed + 1)
-        self.student = self._student() if self.config.mode == "student-input" else None
         self.cache: ActivationCache | None = None  # opened by the first run (a dry run writes nothing)
         self.teacher_forwards, self.teacher_s = 0, 0.0
         self.all_records = enumerate_candidates(self.space, self.supernet.units, self.config.fingerprint())
@@ -176,8 +185,8 @@ class DistillWorker:
     def _teacher_forward(self, inputs: dict[str, torch.Tensor], units: list[UnitInfo]) -> dict[str, UnitCall]:
         """One teacher forward under autocast, recording ``units`` (float32, offloaded if configured)."""
         begin = time.perf_counter()
-        with capture_units(self.teacher.unet, units) as records, autocast(self.device, self.dtype):
-            self.teacher.unet(**inputs)
+        with capture_units(self.unet, units) as records, autocast(self.device, self.dtype):
+            self.unet(**inputs)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.teacher_forwards += 1
@@ -306,7 +315,7 @@ class DistillWorker:
         self._select(keys)
         self.teacher_forwards, self.teacher_s = 0, 0.0
         if self.config.cache_dir is not None and self.student is None and self.cache is None:
-            self.cache = ActivationCache(self.config.cache_dir, self.config, teacher_hash(self.teacher.unet, self.space))
+            self.cache = ActivationCache(self.config.cache_dir, self.config, self.teacher_weights)
         candidates = self._prepare()
         fresh = [c for c in candidates if c.record.rel_error_init is None and c.record.status != "failed"]
         if fresh:

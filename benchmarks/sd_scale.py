@@ -45,13 +45,13 @@ GIB = 1024 ** 3
 
 def run_cell(teacher_name: str, latent: int, device_name: str, steps: int, archs: int) -> dict[str, Any]:
     """Measure one cell in this process (called in a subprocess by :func:`main`)."""
-    import torch  # noqa: PLC0415
+    import numpy as np
+    import torch
 
-    from evaluators.distillation import DistillationEvaluator, ValidationSet  # noqa: PLC0415
-    from tocsr_nas.device import autocast, resolve_device  # noqa: PLC0415
-    from tocsr_nas.distill import DistillConfig  # noqa: PLC0415
-    from tocsr_nas.distill.trainer import DistillWorker  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    from evaluators.distillation import DistillationEvaluator, ValidationSet
+    from tocsr_nas.device import autocast, resolve_device
+    from tocsr_nas.distill import DistillConfig
+    from tocsr_nas.distill.trainer import DistillWorker
 
     torch.set_num_threads(os.cpu_count() or 1)
     device = resolve_device(device_name)
@@ -128,7 +128,7 @@ def run_smoke(runs: Path) -> dict[str, Any]:
                "--runs-dir", str(runs)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     tick = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - tick
     if done.returncode != 0:
         raise RuntimeError(f"smoke run failed: {done.stderr[-2000:]}")
@@ -141,11 +141,11 @@ def run_smoke(runs: Path) -> dict[str, Any]:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    lines = ["Every figure was measured on the device named in its row (no GPU was present unless a row says "
-             "cuda). CPU rows run the teacher in float32, CUDA rows under bfloat16 autocast; candidates always "
-             "train in float32. Batch 1; gaussian latents; untrained (seeded) teacher weights for sd15-16ch.", "",
-             "| teacher | latent | device | dtype | teacher forward (s) | candidate-steps/s | trainable candidates "
-             "| evaluator archs/s | peak RSS (GiB) | peak CUDA (GiB) | build (s) |",
+    lines = [("Every figure was measured on the device named in its row (no GPU was present unless a row says "
+              "cuda). CPU rows run the teacher in float32, CUDA rows under bfloat16 autocast; candidates always "
+              "train in float32. Batch 1; gaussian latents; untrained (seeded) teacher weights for sd15-16ch."), "",
+             ("| teacher | latent | device | dtype | teacher forward (s) | candidate-steps/s | trainable candidates "
+              "| evaluator archs/s | peak RSS (GiB) | peak CUDA (GiB) | build (s) |"),
              "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for cell in data["cells"]:
         if "error" in cell:
@@ -162,11 +162,11 @@ def markdown(data: dict[str, Any]) -> str:
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in smoke["stages_s"].items())
         rss = "n/a" if smoke["peak_rss_gib"] is None else f"{smoke['peak_rss_gib']:.2f} GiB"
         lines += ["", f"Smoke pipeline (device cpu): `{smoke['command']}`", "",
-                  f"Wall time {smoke['wall_s']:.0f} s ({stages}); peak RSS {rss}; winner "
-                  f"{smoke['winner'].get('params_m', float('nan')):.1f}M params, "
-                  f"{smoke['winner'].get('gmacs', float('nan')):.1f} GMACs at the 64x64 latent "
-                  f"({smoke['winner'].get('params_ratio', float('nan')):.2f}x / "
-                  f"{smoke['winner'].get('macs_ratio', float('nan')):.2f}x smaller than the teacher)."]
+                  (f"Wall time {smoke['wall_s']:.0f} s ({stages}); peak RSS {rss}; winner "
+                   f"{smoke['winner'].get('params_m', float('nan')):.1f}M params, "
+                   f"{smoke['winner'].get('gmacs', float('nan')):.1f} GMACs at the 64x64 latent "
+                   f"({smoke['winner'].get('params_ratio', float('nan')):.2f}x / "
+                   f"{smoke['winner'].get('macs_ratio', float('nan')):.2f}x smaller than the teacher).")]
     lines += ["", f"Command: `{data['command']}`", ""]
     return "\n".join(lines)
 
@@ -185,9 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         teacher, latent, device = args.cell.split(":", 2)
         print(json.dumps(run_cell(teacher, int(latent), device, args.steps, args.archs)))
         return 0
-    import torch  # noqa: PLC0415
-
-    from _common import machine, write_results  # noqa: PLC0415
+    import torch
+    from _common import machine, write_results
 
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     cells = []
@@ -197,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             command = [sys.executable, __file__, "--cell", f"{teacher}:{latent}:{device}", "--steps", str(args.steps),
                        "--archs", str(args.archs)]
             print("running", " ".join(command[2:]), flush=True)
-            done = subprocess.run(command, capture_output=True, text=True)
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 error = (done.stderr.strip().splitlines() or ["?"])[-1][:200]
                 cells.append({"teacher": teacher, "latent": int(latent), "device": device, "error": error})

@@ -25,7 +25,7 @@ DTYPES = ("float32", "bfloat16", "float16")  # torch is imported by the function
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     """The device ``spec`` names (see module docstring)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     if isinstance(spec, torch.device):
         spec = str(spec)
@@ -50,7 +50,7 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
 
 def resolve_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
     """The torch dtype ``name``; refused when ``device`` cannot run a UNet's ops in it."""
-    import torch  # noqa: PLC0415
+    import torch
 
     name = str(name).removeprefix("torch.").strip().lower()
     if name not in DTYPES:
@@ -62,10 +62,10 @@ def resolve_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
     return getattr(torch, name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _unsupported(device: str, name: str) -> str | None:
     """``None`` when conv, group norm, linear, attention and their backward run in ``name`` on ``device``."""
-    import torch  # noqa: PLC0415
+    import torch
 
     dtype = getattr(torch, name)
     if dtype == torch.float32:
@@ -91,7 +91,7 @@ def _unsupported(device: str, name: str) -> str | None:
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
     """Autocast to ``dtype`` on ``device`` (a no-op for float32)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     if dtype == torch.float32:
         return contextlib.nullcontext()
@@ -114,7 +114,7 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
     re-uses without growing the process is not seen, so the CPU figure is a lower bound of what the block needs.
     Yields a dict filled on exit with ``start`` (bytes in use at entry), ``peak`` and ``delta``.
     """
-    import torch  # noqa: PLC0415
+    import torch
 
     result: dict[str, float] = {}
     if device.type == "cuda":
@@ -133,7 +133,7 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
 
 def current_memory(device: torch.device) -> int:
     """Bytes in use now: allocated on the GPU, or this process's resident set on the CPU."""
-    import torch  # noqa: PLC0415
+    import torch
 
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device)
@@ -157,7 +157,7 @@ def _status_bytes(field: str) -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import resource  # noqa: PLC0415 (fallback off Linux: the lifetime peak)
+    import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 

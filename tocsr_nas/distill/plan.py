@@ -65,8 +65,8 @@ class DistillPlan:
     def describe(self) -> str:
         """The plan as text lines (what ``distill-blocks --dry-run`` prints)."""
         budget = "none" if self.budget_bytes is None else f"{self.budget_bytes / GIB:.2f} GiB"
-        lines = [f"device {self.device}, memory budget {budget}: {len(self.groups)} group(s), "
-                 f"{sum(len(g.keys) for g in self.groups)} candidates, {self.teacher_forwards} teacher forwards"]
+        lines = [(f"device {self.device}, memory budget {budget}: {len(self.groups)} group(s), "
+                  f"{sum(len(g.keys) for g in self.groups)} candidates, {self.teacher_forwards} teacher forwards")]
         if self.probe is not None:
             lines.append(f"measured: resident {self.probe.base / GIB:.2f} GiB, teacher forward "
                          f"+{self.probe.forward / GIB:.3f} GiB")
@@ -108,4 +108,4 @@ def plan_groups(keys_by_unit: dict[str, list[str]], probe: MemoryProbe | None, b
                         for g in groups], budget, device, probe)
 
 
-__all__ = ["DistillGroup", "DistillPlan", "GIB", "MemoryProbe", "forwards_per_group", "plan_groups"]
+__all__ = ["GIB", "DistillGroup", "DistillPlan", "MemoryProbe", "forwards_per_group", "plan_groups"]

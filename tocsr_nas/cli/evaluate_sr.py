@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ..device import add_device_args, device_from_args
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -32,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lpips-backbone", type=Path, help="local AlexNet feature weights (enables LPIPS)")
     parser.add_argument("--lpips-linear", type=Path, help="local LPIPS linear-layer weights (enables LPIPS)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
+    add_device_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sr.model import load_sr_model  # noqa: PLC0415
 
     torch.set_num_threads(args.threads)
+    device, dtype = device_from_args(args)
     models = {}
     for name, path in _named_models(args.model).items():
         models[name] = load_sr_model(path)
@@ -76,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     first = next(iter(models.values()))
     methods = reference_methods(args.scale, first.vae)
     output = None if args.output_mode == "model" else args.output_mode
-    methods.update({name: model_method(m, steps=args.steps, tile=args.tile, seed=args.seed, output=output)
-                    for name, m in models.items()})
+    methods.update({name: model_method(m, steps=args.steps, tile=args.tile, seed=args.seed, output=output,
+                                       device=device, dtype=dtype) for name, m in models.items()})
     rows = []
     for folder in args.data:
         rows += evaluate_files(methods, list_image_files(folder), args.scale, dataset=folder.name, extra_metrics=extra)

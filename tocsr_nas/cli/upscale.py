@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..device import add_device_args, device_from_args
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the diffusion model's initial noise")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
+    add_device_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sr.pipeline import upsample_lr, upscale_image  # noqa: PLC0415
 
     torch.set_num_threads(args.threads)
+    device, dtype = device_from_args(args)
     pairs = _plan(args)
     model = load_sr_model(args.model)
     if args.scale is not None and args.scale != model.scale:
@@ -127,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         start = time.perf_counter()
         sr = upscale_image(model, rgb, steps=args.steps, tile=args.tile, overlap=args.overlap, seed=args.seed,
-                           fix=args.color_fix, output=None if args.output_mode == "model" else args.output_mode)
+                           fix=args.color_fix, output=None if args.output_mode == "model" else args.output_mode,
+                           device=device, dtype=dtype)
         _write(target, sr, None if alpha is None else upsample_lr(alpha, model.scale), gray, deep)
         seconds = time.perf_counter() - start
         done.append(target)

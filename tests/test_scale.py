@@ -402,7 +402,7 @@ class SlowEvaluator:
 
 SD_SMOKE = ["name=sd15_16ch_smoke", "device=cpu", "dtype=float32", "latent_size=16", "surrogates.steps=2",
             "surrogates.batch_size=1", "surrogates.held_out_samples=1", "surrogates.warmup_steps=0",
-            "surrogates.max_memory_gb=14", "search.strategy=random", "search.budget=3", "search.validation.count=2",
+            "surrogates.max_memory_gb=12", "search.strategy=random", "search.budget=3", "search.validation.count=2",
             "search.validation.batch_size=1"]
 REPO = Path(__file__).resolve().parents[1]
 

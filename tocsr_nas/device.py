@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -111,7 +112,8 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
 
     CUDA: ``torch.cuda.max_memory_allocated`` (reset on entry). CPU: the process's peak resident set
     (``VmHWM``), reset on entry by writing ``5`` to ``/proc/self/clear_refs`` (Linux); memory the allocator
-    re-uses without growing the process is not seen, so the CPU figure is a lower bound of what the block needs.
+    re-uses without growing the process is not seen (see :func:`track_cpu_memory`), so the CPU figure is a lower
+    bound of what the block needs.
     Yields a dict filled on exit with ``start`` (bytes in use at entry), ``peak`` and ``delta``.
     """
     import torch
@@ -129,6 +131,22 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
         yield result
         peak = max(_status_bytes("VmHWM"), start)
     result.update(start=float(start), peak=float(peak), delta=float(peak - start))
+
+
+def track_cpu_memory() -> None:
+    """Make this process's resident set follow its tensor memory (Linux/glibc; elsewhere a no-op).
+
+    glibc raises its mmap threshold after large blocks are freed, so later tensors come from the heap and re-use
+    freed pages: the resident set then neither shrinks when tensors are freed nor grows when they are
+    re-allocated, and a peak-RSS probe sees nothing. A fixed 128 KiB threshold maps every larger block on its
+    own and returns it on free, at the cost of more page faults.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD (fixing it also turns the dynamic threshold off)
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def current_memory(device: torch.device) -> int:
@@ -184,4 +202,4 @@ def device_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 __all__ = ["DEVICE_CHOICES", "DTYPES", "add_device_args", "autocast", "current_memory", "device_from_args",
-           "device_overrides", "peak_memory", "resolve_device", "resolve_dtype", "to_float"]
+           "device_overrides", "peak_memory", "resolve_device", "resolve_dtype", "to_float", "track_cpu_memory"]

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 import search_spaces
 from search_spaces import SearchSpace
 
-from ..device import autocast, peak_memory, resolve_device, resolve_dtype, to_float
+from ..device import autocast, peak_memory, resolve_device, resolve_dtype, to_float, track_cpu_memory
 from ..supernet import Supernet
 from ..teachers import Teacher, load_teacher
 from ..training.config import LoopConfig
@@ -207,7 +207,12 @@ class DistillWorker:
 
     def probe(self) -> MemoryProbe:
         """Measure one step: the teacher forward recording every unit, then each unit's trainable candidates
-        taking one Adam step together (on copies, with the random state restored: training is unchanged)."""
+        taking one Adam step together (on copies, with the random state restored: training is unchanged).
+
+        A unit's figure is at least the exact size of its candidates' gradients and Adam state (12 bytes per
+        trainable parameter): a CPU probe may miss memory the allocator re-uses."""
+        if self.device.type == "cpu":
+            track_cpu_memory()
         self._select(None)
         forwards, seconds = self.teacher_forwards, self.teacher_s
         inputs = self._inputs(self.train_calls, 0)
@@ -229,7 +234,9 @@ class DistillWorker:
                         copies.append(Candidate(unit, module, dataclasses.replace(record), optimizer))
                         self.train_step(copies[-1], calls[unit.path], self.config.lr)
                 del copies
-            steps[unit.path] = step["delta"]
+            state = 12 * sum(p.numel() for r in self.records if r.unit == unit.path and r.op != "teacher"
+                             for p in self.supernet.candidate_module(r.unit, r.label).parameters())
+            steps[unit.path] = max(step["delta"], float(state))
         return MemoryProbe(base=forward["start"], forward=forward["delta"], units=steps)
 
     # -- candidates -------------------------------------------------------------------------------------------

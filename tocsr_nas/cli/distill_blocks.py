@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "default: a private local instance")
     parser.add_argument("--workers", type=int, help="ray: number of workers (each holds its own teacher copy)")
     parser.add_argument("--retry-failed", action="store_true", help="train candidates that failed before again")
-    parser.add_argument("--max-memory-gb", type=float, help="train in unit groups whose step fits this budget "
+    parser.add_argument("--max-memory-gb", type=float, help="train in unit groups whose step fits this budget in GiB "
                                                             "(measured by probing one step; GPU memory on CUDA)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (groups, estimated memory, teacher "
                                                                "forwards) and exit without training or writing")

@@ -97,7 +97,7 @@ def plan_groups(keys_by_unit: dict[str, list[str]], probe: MemoryProbe | None, b
     budget = budget_gb * GIB
     biggest = max(units, key=lambda u: probe.units[u])
     if probe.estimate([biggest]) > budget:
-        raise ConfigError(f"memory budget {budget_gb:g} GB is smaller than the smallest group: unit {biggest} "
+        raise ConfigError(f"memory budget {budget_gb:g} GiB is smaller than the smallest group: unit {biggest} "
                           f"needs ~{probe.estimate([biggest]) / GIB:.2f} GiB on {device}", key="max_memory_gb")
     groups: list[list[str]] = [[]]
     for unit in units:

@@ -22,6 +22,7 @@ from tocsr_nas.supernet import Supernet
 from tocsr_nas.teachers import Teacher
 
 from .base import Evaluator, register_evaluator
+from .context import EvaluationContext
 
 
 @dataclasses.dataclass
@@ -71,7 +72,6 @@ class ValidationSet:
         return -(-len(self.noisy) // self.batch_size)
 
 
-@register_evaluator("distillation")
 class DistillationEvaluator(Evaluator):
     """Relative distillation loss of the arch's student vs the teacher on a fixed validation set."""
 
@@ -110,3 +110,10 @@ class DistillationEvaluator(Evaluator):
         if v.dtype != torch.float32 or v.noisy.shape[-1] != self.supernet.space.latent_size:
             text += f":{v.dtype}:{tuple(v.noisy.shape[1:])}"  # precision and size change the scores
         return f"distillation:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+@register_evaluator("distillation")
+def distillation_evaluator(context: EvaluationContext) -> DistillationEvaluator:
+    """The search's ``distillation`` evaluator: its supernet (with the trained surrogates) and validation set."""
+    return DistillationEvaluator(context.get("supernet"), context.get("validation"),
+                                 surrogates_id=context.surrogates_id)

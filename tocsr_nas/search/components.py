@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 import search_spaces
-from evaluators.cost import CostEvaluator
-from evaluators.distillation import DistillationEvaluator, ValidationSet
+from evaluators import Evaluator, make_evaluator
+from evaluators.context import EvaluationContext
+from evaluators.distillation import ValidationSet
 
 from ..arch import Arch
 from ..device import resolve_device, resolve_dtype
@@ -82,38 +83,63 @@ def compact_cost(search_folder: str | Path, space_spec: str, arch: Arch) -> dict
             "latent_size": table.latent_size}
 
 
-def expensive_evaluation(config: SearchConfig, teacher: Teacher | None = None,
-                         space: search_spaces.SearchSpace | None = None) -> ExpensiveEvaluation:
-    """The distillation evaluator of ``config`` on its device, wrapped for the runner (a Ray actor calls this
-    once: it loads the teacher, the supernet with its surrogates and the validation set itself)."""
+def evaluation_context(config: SearchConfig, out_dir: Path, space: search_spaces.SearchSpace,
+                       teacher: Teacher) -> EvaluationContext:
+    """What the search's evaluators are built from; the cost table, supernet and validation set are built lazily.
+
+    The validation set lives on ``config.device`` and the teacher (and the scored students) run under autocast in
+    ``config.dtype``."""
+    latent_size = config.latent_size or space.latent_size or teacher.latent_size
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
-    space = space if space is not None else search_spaces.load(config.space)
-    teacher = teacher if teacher is not None else load_teacher(space.teacher)
-    supernet = trained_supernet(teacher, space, config.surrogates)
-    surrogates_id = str(Path(config.surrogates).resolve()) if config.surrogates else "untrained"
-    latent_size = config.latent_size or space.latent_size or teacher.latent_size
-    latents = validation_latents(teacher, config.validation, latent_size)
-    validation = ValidationSet.build(teacher, latents, batch_size=config.validation.batch_size,
-                                     seed=config.validation.seed, scheduler=noise_scheduler(space.teacher),
-                                     device=device, dtype=dtype)
-    evaluator = DistillationEvaluator(supernet, validation, surrogates_id=f"{space_fingerprint(space)}:{surrogates_id}")
-    return ExpensiveEvaluation([evaluator], config.eval_budget)
+
+    def validation() -> ValidationSet:
+        latents = validation_latents(teacher, config.validation, latent_size)
+        return ValidationSet.build(teacher, latents, batch_size=config.validation.batch_size,
+                                   seed=config.validation.seed, scheduler=noise_scheduler(space.teacher),
+                                   device=device, dtype=dtype)
+
+    surrogates = str(Path(config.surrogates).resolve()) if config.surrogates else "untrained"
+    return EvaluationContext(
+        space=space, teacher=teacher, cache_dir=out_dir, constraints=config.constraints,
+        shared={"cost_table": lambda: cached_cost_table(teacher, space, out_dir),
+                "supernet": lambda: trained_supernet(teacher, space, config.surrogates),
+                "validation": validation},
+        surrogates_id=f"{space_fingerprint(space)}:{surrogates}")
+
+
+def build_evaluators(config: SearchConfig, context: EvaluationContext) -> list[Evaluator]:
+    """The evaluators the config names, built through the registry with their options, in order."""
+    evaluators = []
+    for spec in config.effective_evaluators:
+        try:
+            evaluators.append(make_evaluator(spec.name, context=context, **spec.options))
+        except TypeError as err:  # an option the factory does not take
+            raise ConfigError(f"evaluator '{spec.name}': {err}", key="evaluators") from err
+    return evaluators
+
+
+def expensive_evaluation(config: SearchConfig, out_dir: str | Path) -> ExpensiveEvaluation:
+    """The expensive evaluators of ``config``, wrapped for the runner: what a Ray actor builds once (it loads the
+    teacher, the supernet with its surrogates and the validation set itself; cached tables come from ``out_dir``)."""
+    space = search_spaces.load(config.space)
+    context = evaluation_context(config, Path(out_dir), space, load_teacher(space.teacher))
+    expensive = [e for e in build_evaluators(config, context) if not e.cheap]
+    return ExpensiveEvaluation(expensive, config.eval_budget, config.objectives[0])
 
 
 def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
-    """Everything a search needs, from its config; the cost table is cached in ``out_dir``.
+    """Everything a search needs, from its config; tables measured once (cost, latency) are cached in ``out_dir``.
 
-    On Ray, each actor builds its own evaluation once (:func:`expensive_evaluation`)."""
+    On Ray, each actor builds its own expensive evaluators once (:func:`expensive_evaluation`)."""
     resolve_dtype(config.dtype, resolve_device(config.device))  # refused before anything is written
     out_dir = Path(out_dir)
     space = search_spaces.load(config.space)
-    executor = executor_from_config(config.executor)
+    executor = executor_from_config(config.executor)  # a Ray address that does not answer: nothing written
     out_dir.mkdir(parents=True, exist_ok=True)
-    teacher = load_teacher(space.teacher)
-    table = cached_cost_table(teacher, space, out_dir)
-    cheap = [CostEvaluator(table, max_gmacs=config.max_gmacs, max_params_m=config.max_params_m)]
-    evaluation = expensive_evaluation(config, teacher, space)
-    factory = functools.partial(expensive_evaluation, config) if executor.kind == "ray" else None
-    return SearchRunner(config, out_dir, space=space, table=table, cheap=cheap, expensive=evaluation.evaluators,
+    context = evaluation_context(config, out_dir, space, load_teacher(space.teacher))
+    evaluators = build_evaluators(config, context)
+    factory = functools.partial(expensive_evaluation, config, out_dir) if executor.kind == "ray" else None
+    return SearchRunner(config, out_dir, space=space, table=context.get("cost_table"),
+                        cheap=[e for e in evaluators if e.cheap], expensive=[e for e in evaluators if not e.cheap],
                         executor=executor, evaluation_factory=factory)

@@ -45,8 +45,8 @@ class ExpensiveEvaluation:
     Picklable when its evaluators are, so executors can ship it to workers.
     """
 
-    def __init__(self, evaluators: Sequence[Evaluator], budget: int | None) -> None:
-        self.evaluators, self.budget = list(evaluators), budget
+    def __init__(self, evaluators: Sequence[Evaluator], budget: int | None, loss_key: str = "loss") -> None:
+        self.evaluators, self.budget, self.loss_key = list(evaluators), budget, loss_key
 
     def __call__(self, arch: Arch) -> dict[str, Any]:
         start = time.perf_counter()
@@ -59,11 +59,24 @@ class ExpensiveEvaluation:
             return {"metrics": metrics, "error": f"{type(err).__name__}: {err}", "seconds": time.perf_counter() - start}
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
         error = f"non-finite metric(s) {bad}" if bad else None
+        if self.loss_key not in metrics:
+            error = f"no evaluator produced the loss objective '{self.loss_key}' (got {sorted(metrics)})"
         return {"metrics": metrics, "error": error, "seconds": time.perf_counter() - start}
 
     def batch(self, archs: list[Arch]) -> list[dict[str, Any]]:
         """One result per arch (a batch is what a pool worker takes at once)."""
         return [self(arch) for arch in archs]
+
+
+def objective_cost(cheap: Sequence[Evaluator], metric: str, space: SearchSpace) -> Callable[[Arch], float]:
+    """The exact cost objective ``metric`` as a function of the arch: from the first cheap evaluator producing it."""
+    probe = space.teacher_arch()
+    for evaluator in cheap:
+        if metric in evaluator.evaluate(probe):
+            return lambda arch, evaluator=evaluator: float(evaluator.evaluate(arch)[metric])
+    produced = sorted({k for e in cheap for k in e.evaluate(probe)})
+    raise ConfigError(f"no cheap evaluator produces the cost objective '{metric}'", key="objectives",
+                      allowed=produced)
 
 
 class SearchRunner:
@@ -79,11 +92,11 @@ class SearchRunner:
         self.executor = executor or LocalExecutor()
         self.evaluation_factory = evaluation_factory
         self._pool: Any = None
-        options = dict(config.strategy_options)
-        if config.strategy == "bo":
-            options.setdefault("eps", config.eps)
-        problem = Problem(space=space, cost=lambda arch: table.cost(arch).gmacs, max_cost=config.max_gmacs)
-        self.strategy = make_strategy(config.strategy, problem, seed=config.seed, **options)
+        self.observers: list[Callable[[TrialRecord], None]] = []  # called with every stored trial (e.g. a mirror)
+        loss_key, cost_key = config.objectives
+        problem = Problem(space=space, cost=objective_cost(self.cheap, cost_key, space), loss_key=loss_key,
+                          max_cost=config.constraints.get(cost_key), eps=tuple(config.eps))
+        self.strategy = make_strategy(config.strategy, problem, seed=config.seed, **config.strategy_options)
         if config.budget < self.strategy.min_trials:
             raise ConfigError(f"budget {config.budget} is smaller than strategy '{config.strategy}' needs for its "
                               f"initial design ({self.strategy.min_trials})", key="budget")
@@ -158,6 +171,8 @@ class SearchRunner:
                                      metrics={**metrics, **result["metrics"]}, batch=batch_index,
                                      seconds=result["seconds"], error=result["error"])
                 self.store.append(record)
+                for observer in self.observers:
+                    observer(record)
                 trials.append(self._as_trial(record))
                 bar.update(state != "infeasible")
             self.strategy.tell(trials)
@@ -176,7 +191,7 @@ class SearchRunner:
         todo = [arch for arch, key in zip(archs, keys) if not all(k in self._cache for k in key)]
         if self._pool is None and todo:  # long-lived workers, each holding the evaluation once
             factory = self.evaluation_factory or functools.partial(
-                _built, ExpensiveEvaluation(self.expensive, self.config.eval_budget))
+                _built, ExpensiveEvaluation(self.expensive, self.config.eval_budget, self.config.objectives[0]))
             self._pool = self.executor.pool(factory)
         workers = max(1, min(len(todo), self.executor.num_workers))
         batches = [todo[i::workers] for i in range(workers)] if todo else []

@@ -52,6 +52,7 @@ def run_cell(teacher_name: str, latent: int, device_name: str, steps: int, archs
     from tocsr_nas.device import autocast, resolve_device
     from tocsr_nas.distill import DistillConfig
     from tocsr_nas.distill.trainer import DistillWorker
+    from tocsr_nas.teachers import load_teacher
 
     torch.set_num_threads(os.cpu_count() or 1)
     device = resolve_device(device_name)
@@ -62,7 +63,8 @@ def run_cell(teacher_name: str, latent: int, device_name: str, steps: int, archs
                                            "device": device_name, "dtype": dtype_name, "seed": 0})
     begin = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        worker = DistillWorker(config, out, num_threads=torch.get_num_threads())
+        teacher = load_teacher(config.teacher or worker_space(space), seed=0)  # kept whole: timed and used below
+        worker = DistillWorker(config, out, teacher=teacher, num_threads=torch.get_num_threads())
         build_s = time.perf_counter() - begin
         teacher, dtype = worker.teacher, worker.dtype
 
@@ -112,6 +114,13 @@ def run_cell(teacher_name: str, latent: int, device_name: str, steps: int, archs
     if device.type == "cuda":
         result["peak_cuda_gib"] = torch.cuda.max_memory_allocated(device) / GIB
     return result
+
+
+def worker_space(space: str) -> str:
+    """The teacher a space names."""
+    import search_spaces
+
+    return search_spaces.load(space).teacher
 
 
 def _status_kib(field: str) -> int:

@@ -39,7 +39,7 @@ DEFAULT_CELLS = "tiny-ldm:16,tiny-ldm:32,tiny-ldm:64,sd15-16ch:16,sd15-16ch:32"
 SMOKE = ["name=sd15_16ch_smoke", "device=cpu", "dtype=float32", "latent_size=16", "surrogates.steps=2",
          "surrogates.batch_size=1", "surrogates.held_out_samples=1", "surrogates.warmup_steps=0",
          "surrogates.max_memory_gb=12", "search.strategy=random", "search.budget=3", "search.validation.count=2",
-         "search.validation.batch_size=1"]
+         "search.validation.batch_size=1", "extract.eps=10"]
 GIB = 1024 ** 3
 
 

@@ -403,7 +403,7 @@ class SlowEvaluator:
 SD_SMOKE = ["name=sd15_16ch_smoke", "device=cpu", "dtype=float32", "latent_size=16", "surrogates.steps=2",
             "surrogates.batch_size=1", "surrogates.held_out_samples=1", "surrogates.warmup_steps=0",
             "surrogates.max_memory_gb=12", "search.strategy=random", "search.budget=3", "search.validation.count=2",
-            "search.validation.batch_size=1"]
+            "search.validation.batch_size=1", "extract.eps=10"]
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -426,8 +426,8 @@ def test_sd15_smoke_pipeline(tmp_path: Path) -> None:
     run_dir = tmp_path / "sd15_16ch_smoke"
     summary = json.loads((run_dir / "run_summary.json").read_text())
     assert set(summary) == {"surrogates", "search", "extract"}
-    extracted = subprocess.run([sys.executable, "-m", "tocsr_nas", "extract", str(run_dir / "search"), "--out",
-                                str(tmp_path / "compact")], env=env, capture_output=True, text=True, timeout=1800, check=False)
+    extracted = subprocess.run([sys.executable, "-m", "tocsr_nas", "extract", str(run_dir / "search"), "--eps", "10",
+                                "--out", str(tmp_path / "compact")], env=env, capture_output=True, text=True, timeout=1800, check=False)
     assert extracted.returncode == 0, extracted.stderr[-3000:]
     assert "vs the teacher's 859.6M / 402.3 G" in extracted.stdout
     unet = CompactUNet.from_pretrained(run_dir / "extract" / "compact")

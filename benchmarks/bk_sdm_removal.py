@@ -8,7 +8,7 @@ For BK-SDM-Base/Small/Tiny expressed as archs of ``search_spaces/sd15_bk.yaml`` 
 the cost table's params/MACs (a sum over units of SD-1.5), a whole-model count of the extracted compact UNet
 (with a forward pass and its output shape), and a whole-model count of the shipped ``bk-sdm-*`` teacher built
 from its own diffusers config. Batch 1, random weights (counts do not depend on them); one SD-size UNet at a time.
-"""
+"""  # noqa: W291
 from __future__ import annotations
 
 import argparse

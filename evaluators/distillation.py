@@ -15,6 +15,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from tocsr_nas.arch import Arch
+from tocsr_nas.device import autocast
 from tocsr_nas.errors import ConfigError
 from tocsr_nas.profiling.cost_table import space_fingerprint
 from tocsr_nas.supernet import Supernet
@@ -34,12 +35,21 @@ class ValidationSet:
     target: torch.Tensor
     batch_size: int
     seed: int
+    dtype: torch.dtype = torch.float32  # the autocast dtype of the networks scored on it
+
+    @property
+    def device(self) -> torch.device:
+        return self.noisy.device
 
     @classmethod
     @torch.no_grad()
     def build(cls, teacher: Teacher, latents: torch.Tensor, *, batch_size: int = 8, seed: int = 0,
-              scheduler: DDPMScheduler | None = None) -> ValidationSet:
-        """Noise ``latents`` (N, C, H, W) at uniformly drawn timesteps and record the teacher's outputs."""
+              scheduler: DDPMScheduler | None = None, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> ValidationSet:
+        """Noise ``latents`` (N, C, H, W) at uniformly drawn timesteps and record the teacher's outputs.
+
+        The set lives on ``device`` (the teacher's UNet is moved there) and the teacher runs under autocast
+        in ``dtype``."""
         if latents.dim() != 4 or latents.shape[1] != teacher.latent_channels:
             raise ConfigError(f"validation latents must be (N, {teacher.latent_channels}, H, W), got {tuple(latents.shape)}")
         scheduler = scheduler or DDPMScheduler(num_train_timesteps=1000)
@@ -48,11 +58,14 @@ class ValidationSet:
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=generator)
         noisy = scheduler.add_noise(latents, noise, timesteps)
         context = teacher.context(len(latents), generator).detach().clone()
-        teacher.unet.eval()
-        target = torch.cat([teacher.unet(noisy[i:i + batch_size], timesteps[i:i + batch_size],
-                                         encoder_hidden_states=context[i:i + batch_size]).sample
-                            for i in range(0, len(latents), batch_size)])
-        return cls(noisy, timesteps, context, target, batch_size, seed)
+        device = torch.device(device)
+        noisy, timesteps, context = noisy.to(device), timesteps.to(device), context.to(device)
+        unet = teacher.unet.eval().to(device)
+        with autocast(device, dtype):
+            target = torch.cat([unet(noisy[i:i + batch_size], timesteps[i:i + batch_size],
+                                     encoder_hidden_states=context[i:i + batch_size]).sample.float()
+                                for i in range(0, len(latents), batch_size)])
+        return cls(noisy, timesteps, context, target, batch_size, seed, dtype)
 
     @property
     def num_batches(self) -> int:
@@ -65,7 +78,8 @@ class DistillationEvaluator(Evaluator):
     name = "distillation"
 
     def __init__(self, supernet: Supernet, validation: ValidationSet, *, surrogates_id: str = "untrained") -> None:
-        self.supernet, self.validation, self.surrogates_id = supernet.eval(), validation, surrogates_id
+        self.supernet = supernet.eval().to(validation.device)
+        self.validation, self.surrogates_id = validation, surrogates_id
 
     @torch.no_grad()
     def evaluate(self, arch: Arch, budget: int | None = None) -> dict[str, float]:
@@ -77,7 +91,9 @@ class DistillationEvaluator(Evaluator):
         squared_error, target_sq, target_sum, count = 0.0, 0.0, 0.0, 0
         for b in range(batches):
             part = slice(b * data.batch_size, (b + 1) * data.batch_size)
-            output = self.supernet(data.noisy[part], data.timesteps[part], encoder_hidden_states=data.context[part]).sample
+            with autocast(data.device, data.dtype):
+                output = self.supernet(data.noisy[part], data.timesteps[part],
+                                       encoder_hidden_states=data.context[part]).sample
             target = data.target[part].double()
             squared_error += float(((output.double() - target) ** 2).sum())
             target_sq += float((target ** 2).sum())
@@ -91,6 +107,8 @@ class DistillationEvaluator(Evaluator):
     def fingerprint(self) -> str:
         v = self.validation
         text = f"{space_fingerprint(self.supernet.space)}:{self.surrogates_id}:{len(v.noisy)}:{v.batch_size}:{v.seed}"
+        if v.dtype != torch.float32 or v.noisy.shape[-1] != self.supernet.space.latent_size:
+            text += f":{v.dtype}:{tuple(v.noisy.shape[1:])}"  # precision and size change the scores
         return f"distillation:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
 

@@ -166,6 +166,15 @@ def test_tiled_and_untiled_upscaling_agree_away_from_seams(micro_teacher, micro_
     assert float((untiled - upsample_lr(lr, 4)).abs().mean()) > 1e-3  # the outputs are not trivially bicubic
 
 
+def test_upscaling_in_bfloat16_on_the_cpu_stays_close_to_float32(micro_teacher, micro_vae):
+    model = _model(micro_teacher, micro_vae, kind="sr-diffusion")
+    lr = BicubicDegradation(4)(_photo(64))
+    full = upscale_image(model, lr, steps=2, device="cpu")
+    half = upscale_image(model, lr, steps=2, device="cpu", dtype=torch.bfloat16)
+    assert half.dtype is torch.float32 and half.device.type == "cpu" and half.shape == full.shape
+    assert 0 < float((full - half).abs().mean()) < 0.05  # bfloat16 really ran, and stayed close
+
+
 def test_residual_output_of_an_unchanged_latent_is_bicubic(micro_teacher, micro_vae):
     model = _model(micro_teacher, micro_vae, zero_out=True)  # one-step: x0 = the LR latent itself
     lr = BicubicDegradation(4)(_photo(64))

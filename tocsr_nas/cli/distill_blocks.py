@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..device import add_device_args, device_overrides
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -37,6 +39,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "default: a private local instance")
     parser.add_argument("--workers", type=int, help="ray: number of workers (each holds its own teacher copy)")
     parser.add_argument("--retry-failed", action="store_true", help="train candidates that failed before again")
+    parser.add_argument("--max-memory-gb", type=float, help="train in unit groups whose step fits this budget in GiB "
+                                                            "(measured by probing one step; GPU memory on CUDA)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan (groups, estimated memory, teacher "
+                                                               "forwards) and exit without training or writing")
+    add_device_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -48,6 +55,9 @@ def _overrides(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]
     for flag in ("cache_dir", "student_surrogates"):
         if getattr(args, flag) is not None:
             data[flag] = str(getattr(args, flag))
+    data.update(device_overrides(args))
+    if args.max_memory_gb is not None:
+        data["max_memory_gb"] = args.max_memory_gb
     if args.hr_dir is not None:
         data.setdefault("latents", {})["images"] = str(args.hr_dir)
     executor = data.setdefault("executor", {})
@@ -63,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
 
     data = read_mapping(args.config) if args.config is not None else {}
     config = validate(DistillConfig, _overrides(args, data), source=args.config or "command line")
+    if args.dry_run:
+        print(distill_blocks(config, args.out, dry_run=True).describe())
+        return 0
     report = distill_blocks(config, args.out, retry_failed=args.retry_failed)
     summary = report.to_json()
     (args.out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")

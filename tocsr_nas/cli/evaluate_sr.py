@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..device import add_device_args, device_from_args
 from ..errors import ConfigError
 from .argtypes import int_range, positive_int, seed_int
 from .paths import check_input_dir, check_input_file, check_output_dir
@@ -41,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lpips-backbone", type=Path, help="local AlexNet feature weights (enables LPIPS)")
     parser.add_argument("--lpips-linear", type=Path, help="local LPIPS linear-layer weights (enables LPIPS)")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (default 1)")
+    add_device_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -102,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             check_input_file(path, key=key)
     paths = _named_models(args.model)
     data = _data_files(args.data, args.scale)
+    device, dtype = device_from_args(args)
     models = {}
     for name, path in paths.items():
         models[name] = load_sr_model(path)
@@ -119,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
     first = next(iter(models.values()))
     methods = reference_methods(args.scale, first.vae)
     output = None if args.output_mode == "model" else args.output_mode
-    methods.update({name: model_method(m, steps=args.steps, tile=args.tile, seed=args.seed, output=output)
-                    for name, m in models.items()})
+    methods.update({name: model_method(m, steps=args.steps, tile=args.tile, seed=args.seed, output=output,
+                                       device=device, dtype=dtype) for name, m in models.items()})
     rows = []
     for dataset, files in data.items():
         rows += evaluate_files(methods, files, args.scale, dataset=dataset, extra_metrics=extra)

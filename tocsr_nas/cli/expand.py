@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config_io import validate
 from ..errors import ConfigError
 from .recipe_args import read_recipe, write_summary
 
@@ -29,8 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.images import list_image_files  # heavy imports only for this command
-    from ..training.expand_recipe import (
+    from ..config_io import validate  # noqa: PLC0415  (heavy imports only for this command)
+    from ..data.images import list_image_files  # noqa: PLC0415
+    from ..training.expand_recipe import (  # noqa: PLC0415
         ExpandRecipe,
         load_source,
         reconstruction_psnr,

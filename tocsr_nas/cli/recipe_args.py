@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..device import add_device_args
 from ..errors import ConfigError
 from .paths import check_input_dir, check_input_file, check_output_dir
 
@@ -17,6 +18,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: list[str], ou
     parser.add_argument("--out", required=True, type=Path, help=out_help)
     parser.add_argument("--hr-dir", type=Path, help=hr_help)
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and start over")
+    add_device_args(parser, dtype=False)
 
 
 def read_recipe(args: argparse.Namespace, *, folders: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -40,6 +42,8 @@ def read_recipe(args: argparse.Namespace, *, folders: tuple[str, ...] = ()) -> d
     data = read_mapping(args.config)
     if args.hr_dir is not None:
         data.setdefault("data", {})["source"] = str(args.hr_dir)
+    if args.device is not None:
+        data.setdefault("loop", {})["device"] = args.device
     return data
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..device import add_device_args, device_from_args
 from ..errors import ConfigError
 from .argtypes import float_range, int_range, seed_int
 from .paths import check_output_file
@@ -26,6 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eta", type=float_range(0.0, 1.0), default=0.0,
                         help="DDIM eta from 0 (deterministic) to 1 (DDPM-like noise); default 0")
     parser.add_argument("--seed", type=seed_int, default=0, help="noise seed")
+    add_device_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training.sampling import image_grid, sample_images  # noqa: PLC0415
 
     check_output_file(args.out, key="--out", suffixes=sorted(WRITE_FORMATS), overwrite=args.overwrite)
+    device, dtype = device_from_args(args)
     teacher = load_teacher(args.teacher)
     folder = weights_folder(args.teacher)
     if folder is None:
@@ -45,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.steps > timesteps:
         raise ConfigError(f"{args.steps} DDIM steps, but the teacher was trained with {timesteps} timesteps",
                           key="--steps", allowed=f"1 to {timesteps}")
-    images = sample_images(teacher, scheduler, args.count, steps=args.steps, eta=args.eta, seed=args.seed)
+    images = sample_images(teacher, scheduler, args.count, steps=args.steps, eta=args.eta, seed=args.seed,
+                           device=device, dtype=dtype)
     write_image(image_grid(images), args.out)
     print(f"wrote {args.count} samples ({args.steps} DDIM steps) to {args.out}")
     return 0

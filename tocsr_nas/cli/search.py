@@ -5,6 +5,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
+from ..device import add_device_args, device_overrides
+
 if TYPE_CHECKING:
     from ..search.config import SearchConfig
 
@@ -40,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="mirror every trial into this Optuna journal file (watch: optuna-dashboard PATH)")
     search.add_argument("--executor", choices=["local", "ray"], help="where expensive evaluations run")
     search.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_args(search)
     search.set_defaults(func=run_search)
 
     pareto = subparsers.add_parser("pareto", help="the Pareto set (loss vs GMACs) of a search",
@@ -72,6 +75,7 @@ def _config(args: argparse.Namespace) -> SearchConfig:
             data[field] = value
     if args.executor:
         data["executor"] = {**data.get("executor", {}), "kind": args.executor}
+    data.update(device_overrides(args))
     return validate(SearchConfig, data, source=args.config or "command line")
 
 
@@ -136,7 +140,7 @@ def run_pareto(args: argparse.Namespace) -> int:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from ..search.components import extract_arch  # noqa: PLC0415 (heavy imports only for this command)
+    from ..search.components import compact_cost, extract_arch  # noqa: PLC0415 (heavy imports only for this command)
     from ..search.config import SearchConfig  # noqa: PLC0415
     from ..search.results import pick_trial  # noqa: PLC0415
     from ..search.store import read_header  # noqa: PLC0415
@@ -144,8 +148,14 @@ def run_extract(args: argparse.Namespace) -> int:
     config = SearchConfig.model_validate(read_header(args.folder)["config"])
     arch_text = pick_trial(args.folder, args.eps).arch if args.pick == "best" else args.pick
     arch = extract_arch(config.space, arch_text, config.surrogates, args.out)
+    cost = compact_cost(args.folder, config.space, arch)
+    if cost is not None:
+        print(f"compact UNet: {cost['params_m']:.1f}M params, {cost['gmacs']:.1f} GMACs at a {cost['latent_size']}x"
+              f"{cost['latent_size']} latent vs the teacher's {cost['teacher_params_m']:.1f}M / "
+              f"{cost['teacher_gmacs']:.1f} G ({cost['params_ratio']:.2f}x fewer params, "
+              f"{cost['macs_ratio']:.2f}x fewer GMACs)")
     summary = {"arch": str(arch), "arch_id": arch.arch_id, "out": args.out, **winner_ratios(args.folder, arch.arch_id)}
-    print(json.dumps(summary))
+    print(json.dumps(summary))  # the last line: machine-readable
     return 0
 
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..device import add_device_args, device_from_args
 from ..errors import ConfigError
 from .argtypes import int_range, non_negative_int, positive_int, seed_int
 from .paths import (
@@ -54,6 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=seed_int, default=0, help="seed of the diffusion model's initial noise")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (default 1)")
+    add_device_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -185,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
                           allowed=[model.scale])
     check_sr_options(model, steps=args.steps, tile=args.tile, source=args.model)
     torch.set_num_threads(args.threads)
+    device, dtype = device_from_args(args)
     folder_mode = args.input.is_dir()
     done: list[Path] = []
     for source, target in pairs:
@@ -197,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         start = time.perf_counter()
         sr = upscale_image(model, rgb, steps=args.steps, tile=args.tile, overlap=args.overlap, seed=args.seed,
-                           fix=args.color_fix, output=None if args.output_mode == "model" else args.output_mode)
+                           fix=args.color_fix, output=None if args.output_mode == "model" else args.output_mode,
+                           device=device, dtype=dtype)
         _write(target, sr, None if alpha is None else upsample_lr(alpha, model.scale), gray, deep)
         seconds = time.perf_counter() - start
         done.append(target)

@@ -28,7 +28,7 @@ class UnitCall:
 
     def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
         """Copies of the non-empty fields as ``{prefix.field: tensor}`` (for safetensors, which refuses shared memory)."""
-        return {f"{prefix}.{f.name}": getattr(self, f.name).detach().clone().contiguous() for f in dataclasses.fields(self)
+        return {f"{prefix}.{f.name}": getattr(self, f.name).detach().cpu().clone().contiguous() for f in dataclasses.fields(self)
                 if getattr(self, f.name) is not None}
 
     @classmethod

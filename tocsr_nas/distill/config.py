@@ -12,7 +12,9 @@ from ..executors import ExecutorConfig
 
 # Fields that do not change what a candidate learns; they are left out of the config hash.
 # (space and teacher are checked by their own fingerprints in the surrogate folder.)
-_BOOKKEEPING = frozenset({"space", "teacher", "executor", "checkpoint_every", "num_threads", "cache_dir"})
+# (dtype stays in: the teacher's precision changes its features. Grouping and checkpointing do not change results.)
+_BOOKKEEPING = frozenset({"space", "teacher", "executor", "checkpoint_every", "num_threads", "cache_dir", "device",
+                          "max_memory_gb", "offload_activations", "gradient_checkpointing"})
 
 
 class TimestepConfig(pydantic.BaseModel, extra="forbid"):
@@ -73,6 +75,12 @@ class DistillConfig(pydantic.BaseModel, extra="forbid"):
     num_threads: int = pydantic.Field(1, gt=0)  # more threads thrash when other processes share the cores
     cache_dir: str | None = None  # optional on-disk cache of teacher activations (teacher-input mode)
     executor: ExecutorConfig = ExecutorConfig()
+    latent_size: int | None = pydantic.Field(None, gt=0)  # side of the training latents (default: the space's)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (tocsr_nas.device.resolve_device)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # the teacher's autocast dtype; candidates stay fp32
+    max_memory_gb: float | None = pydantic.Field(None, gt=0)  # plan unit groups so one step fits (None: one group)
+    offload_activations: bool = False  # keep captured unit inputs/outputs on the CPU between uses
+    gradient_checkpointing: bool = False  # recompute candidate activations in backward (big candidates)
 
     @pydantic.model_validator(mode="after")
     def _student(self) -> DistillConfig:

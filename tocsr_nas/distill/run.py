@@ -2,26 +2,23 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 from search_spaces import SearchSpace
 
-from ..executors import LocalExecutor, RayExecutor, make_executor
+from ..device import resolve_device, resolve_dtype
+from ..executors import LocalExecutor, RayExecutor, executor_from_config
 from ..teachers import Teacher
 from ..units import UnitInfo, build_unit_graph, unit_infos
 from .config import DistillConfig
+from .plan import DistillPlan, forwards_per_group, plan_groups
 from .store import CandidateRecord, SurrogateStore, teacher_hash
-from .trainer import (
-    DistillWorker,
-    PartitionJob,
-    PartitionResult,
-    enumerate_candidates,
-    resolve,
-    run_partition,
-)
+from .trainer import DistillWorker, PartitionResult, enumerate_candidates, resolve
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +36,7 @@ class DistillReport:
     wall_s: float
     teacher_forwards: int
     teacher_s: float
+    groups: int = 1
 
     @property
     def forwards_per_s(self) -> float:
@@ -52,7 +50,8 @@ class DistillReport:
         return counts
 
     def to_json(self) -> dict[str, Any]:
-        return {"out": str(self.out), "executor": self.executor, "workers": self.workers, "wall_s": self.wall_s,
+        return {"out": str(self.out), "executor": self.executor, "workers": self.workers, "groups": self.groups,
+                "wall_s": self.wall_s,
                 "teacher_forwards": self.teacher_forwards, "teacher_forwards_per_s": self.forwards_per_s,
                 "counts": self.counts(), "failed": {r.key: r.error for r in self.records if r.status == "failed"}}
 
@@ -74,8 +73,13 @@ def partition(records: list[CandidateRecord], units: dict[str, UnitInfo], worker
 
 def distill_blocks(config: DistillConfig, out: str | Path, *, teacher: Teacher | None = None,
                    space: SearchSpace | None = None, executor: LocalExecutor | RayExecutor | None = None,
-                   stop_after: int | None = None, retry_failed: bool = False) -> DistillReport:
+                   stop_after: int | None = None, retry_failed: bool = False,
+                   dry_run: bool = False) -> DistillReport | DistillPlan:
     """Distil every candidate of ``config.space`` into the surrogate folder ``out`` (resuming what is there).
+
+    With ``config.max_memory_gb`` the candidates are trained in unit groups sized to that budget (measured by
+    probing one step, :mod:`tocsr_nas.distill.plan`); on Ray the groups (or, without a budget, one cost-balanced
+    share per worker) go to long-lived actors that each load the teacher and the supernet once.
 
     Args:
         config: the distillation config.
@@ -83,50 +87,88 @@ def distill_blocks(config: DistillConfig, out: str | Path, *, teacher: Teacher |
         teacher, space: objects to use instead of loading ``config.teacher``/``config.space`` (local executor
             only: Ray workers always load them from the config).
         executor: where to run; by default the one ``config.executor`` describes (closed afterwards).
-        stop_after: stop every worker after this step, checkpointing (simulates a kill).
+        stop_after: stop every group after this step, checkpointing (simulates a kill).
         retry_failed: train candidates that failed before again.
+        dry_run: return the :class:`DistillPlan` (probing memory) without training or writing anything.
     """
     begin = time.perf_counter()
     out = Path(out)
+    own_teacher = teacher is None  # loaded here: the worker may free its weights (the supernet holds a copy)
+    device = resolve_device(config.device)  # a device or dtype this machine cannot run: refused before any work
+    resolve_dtype(config.dtype, device)
     teacher, space, _ = resolve(config, teacher, space)
     store = SurrogateStore(out)
     header = store.header(space, teacher.name, teacher_hash(teacher.unet, space))
     store.check(header)
     own_executor = executor is None
-    if executor is None:  # made before anything is written: a bad Ray address loses nothing
-        executor = make_executor(config.executor.kind, config.executor.address, config.executor.num_workers)
+    if executor is None and not dry_run:  # made before anything is written: a bad Ray address loses nothing
+        executor = executor_from_config(config.executor)
     try:
-        latent_size = space.latent_size or teacher.latent_size
-        units = {u.path: u for u in unit_infos(build_unit_graph(teacher.unet, teacher.example_inputs(
-            latent_size=latent_size)))}
+        local = dry_run or executor.kind == "local"
+        units = {u.path: u for u in unit_infos(build_unit_graph(teacher.unet, _example_inputs(teacher, space)))}
+        worker = None
+        if local or config.max_memory_gb is not None:
+            worker = DistillWorker(config, str(out), teacher=teacher, space=space, num_threads=config.num_threads,
+                                   stop_after=stop_after, retry_failed=retry_failed, release_teacher=own_teacher)
+        plan = _plan(config, worker, dry_run) if worker is not None else None
+        if dry_run:
+            return plan
         config_hash = config.fingerprint()
         records = enumerate_candidates(space, units, config_hash)
         store.write_manifest(header, config.model_dump(), config_hash, [store.read_record(r.key) or r for r in records])
-        if executor.kind == "local":
-            job = PartitionJob(config, str(out), None, config.num_threads, stop_after, retry_failed)
-            results = executor.map(lambda j: DistillWorker(j, teacher, space).run(), [job])
+        if plan is not None and (len(plan.groups) > 1 or not local):
+            groups = [tuple(g.keys) for g in plan.groups]
+        elif local:
+            groups = [None]
         else:
+            groups = partition(records, units, executor.num_workers)
+        log.info("distilling %d candidates in %d group(s) on %s", len(records), len(groups), executor.kind)
+        if local:
+            results = [worker.run(keys) for keys in groups]
+        else:
+            del worker  # the driver's probing copy is not needed while the actors train
             threads = max(1, config.num_threads // executor.num_workers)
-            jobs = [PartitionJob(config, str(out), keys, threads, stop_after, retry_failed)
-                    for keys in partition(records, units, executor.num_workers)]
-            log.info("distilling %d candidates on %d Ray workers", len(records), len(jobs))
-            results = executor.map(run_partition, jobs)
+            pool = executor.pool(functools.partial(DistillWorker, config, str(out), num_threads=threads,
+                                                   stop_after=stop_after, retry_failed=retry_failed))
+            try:
+                results = pool.map("run", groups)
+            finally:
+                pool.close()
     finally:
-        if own_executor:
+        if own_executor and executor is not None:
             executor.close()
     report = _merge(results, records, out, executor, time.perf_counter() - begin)
+    report.groups = len(groups)
     store.write_manifest(header, config.model_dump(), config_hash, report.records)
     store.write_table(report.records)
     return report
+
+
+def _example_inputs(teacher: Teacher, space: SearchSpace) -> dict[str, Any]:
+    """Example inputs on the teacher's device (the unit graph traces one call)."""
+    inputs = teacher.example_inputs(latent_size=space.latent_size or teacher.latent_size)
+    where = next(teacher.unet.parameters()).device
+    return {k: v.to(where) if hasattr(v, "to") else v for k, v in inputs.items()}
+
+
+def _plan(config: DistillConfig, worker: DistillWorker, dry_run: bool) -> DistillPlan:
+    """The unit groups of the run (probing memory when there is a budget or for a dry run)."""
+    keys_by_unit: dict[str, list[str]] = {}
+    for record in worker.all_records:
+        keys_by_unit.setdefault(record.unit, []).append(record.key)
+    probe = worker.probe() if (config.max_memory_gb is not None or dry_run) else None
+    held_out = math.ceil(config.held_out_samples / config.batch_size)
+    return plan_groups(keys_by_unit, probe, config.max_memory_gb, forwards=forwards_per_group(config.steps, held_out),
+                       device=str(worker.device))
 
 
 def _merge(results: list[PartitionResult], order: list[CandidateRecord], out: Path, executor: Any,
            wall_s: float) -> DistillReport:
     by_key = {r.key: r for result in results for r in result.records}
     records = [by_key[r.key] for r in order if r.key in by_key]
-    return DistillReport(out=out, records=records, executor=executor.kind, workers=len(results), wall_s=wall_s,
+    return DistillReport(out=out, records=records, executor=executor.kind, workers=executor.num_workers, wall_s=wall_s,
                          teacher_forwards=sum(r.teacher_forwards for r in results),
                          teacher_s=sum(r.teacher_s for r in results))
 
 
-__all__ = ["DistillReport", "distill_blocks", "partition"]
+__all__ = ["DistillPlan", "DistillReport", "distill_blocks", "partition"]

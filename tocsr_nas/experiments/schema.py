@@ -1,10 +1,11 @@
 """The experiment config: which stages to run and each stage's settings."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 
+from ..device import resolve_device, resolve_dtype
 from ..distill.config import DistillConfig
 from ..search.config import SearchConfig
 from ..sr.train import SRAdaptRecipe, SROneStepRecipe
@@ -34,6 +35,9 @@ class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
     seed: int = 0
     space: str = "tiny_ldm"
     plugins: list[str] = []  # local .py files (relative to the YAML) or modules; loaded before validation
+    device: str | None = None  # auto | cpu | cuda | cuda:N for every stage that runs a network (default: auto)
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None  # autocast dtype of the frozen networks
+    latent_size: int | None = pydantic.Field(None, gt=0)  # distillation/validation latent side (smoke runs)
     stages: list[str] = pydantic.Field(min_length=1)
     surrogates: DistillConfig = DistillConfig()
     search: SearchConfig = SearchConfig()
@@ -60,12 +64,21 @@ class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
         return self
 
     @pydantic.model_validator(mode="after")
+    def _device_runs(self) -> ExperimentConfig:
+        """A device or dtype this machine cannot run is refused when the experiment is read."""
+        if self.device is not None or self.dtype is not None:
+            resolve_dtype(self.dtype or "float32", resolve_device(self.device or "auto"))
+        return self
+
+    @pydantic.model_validator(mode="after")
     def _propagate(self) -> ExperimentConfig:
-        """The top-level space is every stage's; the top-level seed is the default of every stage's seed."""
+        """The top-level space is every stage's; the top-level seed, device, dtype and latent size are the
+        defaults of every stage's."""
         for name in ("surrogates", "search"):
             section = getattr(self, name)
             update = {"space": self.space}
-            if "seed" not in section.model_fields_set:
-                update["seed"] = self.seed
+            for key in ("seed", "device", "dtype", "latent_size"):
+                if key not in section.model_fields_set and getattr(self, key) is not None:
+                    update[key] = getattr(self, key)
             setattr(self, name, section.model_copy(update=update))
         return self

@@ -1,6 +1,7 @@
 """Assembling a search from its config: space, teacher, cost table, supernet with surrogates, evaluators."""
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from evaluators.context import EvaluationContext
 from evaluators.distillation import ValidationSet
 
 from ..arch import Arch
+from ..device import resolve_device, resolve_dtype
 from ..distill.inputs import build_latent_source, noise_scheduler
 from ..errors import ConfigError
 from ..executors import executor_from_config
@@ -19,7 +21,7 @@ from ..profiling.cost_table import CostTable, build_cost_table, space_fingerprin
 from ..supernet import Supernet
 from ..teachers import Teacher, load_teacher
 from .config import SearchConfig, ValidationConfig
-from .runner import SearchRunner
+from .runner import ExpensiveEvaluation, SearchRunner
 
 logger = logging.getLogger(__name__)
 COST_TABLE_FILE = "cost_table.json"
@@ -69,15 +71,33 @@ def extract_arch(space_spec: str, arch_text: str, surrogates: str | Path | None,
     return arch
 
 
+def compact_cost(search_folder: str | Path, space_spec: str, arch: Arch) -> dict[str, float] | None:
+    """Params and GMACs of ``arch`` and of the teacher, from the search's cost table (``None`` without one)."""
+    path = Path(search_folder) / COST_TABLE_FILE
+    if not path.is_file():
+        return None
+    table = CostTable.load(path, search_spaces.load(space_spec))
+    cost, teacher, ratios = table.cost(arch), table.teacher_total, table.ratios(arch)
+    return {"params_m": cost.params / 1e6, "gmacs": cost.gmacs, "teacher_params_m": teacher.params / 1e6,
+            "teacher_gmacs": teacher.gmacs, "params_ratio": ratios["params"], "macs_ratio": ratios["macs"],
+            "latent_size": table.latent_size}
+
+
 def evaluation_context(config: SearchConfig, out_dir: Path, space: search_spaces.SearchSpace,
                        teacher: Teacher) -> EvaluationContext:
-    """What the search's evaluators are built from; the cost table, supernet and validation set are built lazily."""
-    latent_size = space.latent_size or teacher.latent_size
+    """What the search's evaluators are built from; the cost table, supernet and validation set are built lazily.
+
+    The validation set lives on ``config.device`` and the teacher (and the scored students) run under autocast in
+    ``config.dtype``."""
+    latent_size = config.latent_size or space.latent_size or teacher.latent_size
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
 
     def validation() -> ValidationSet:
         latents = validation_latents(teacher, config.validation, latent_size)
         return ValidationSet.build(teacher, latents, batch_size=config.validation.batch_size,
-                                   seed=config.validation.seed, scheduler=noise_scheduler(space.teacher))
+                                   seed=config.validation.seed, scheduler=noise_scheduler(space.teacher),
+                                   device=device, dtype=dtype)
 
     surrogates = str(Path(config.surrogates).resolve()) if config.surrogates else "untrained"
     return EvaluationContext(
@@ -99,13 +119,27 @@ def build_evaluators(config: SearchConfig, context: EvaluationContext) -> list[E
     return evaluators
 
 
-def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
-    """Everything a search needs, from its config; tables measured once (cost, latency) are cached in ``out_dir``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def expensive_evaluation(config: SearchConfig, out_dir: str | Path) -> ExpensiveEvaluation:
+    """The expensive evaluators of ``config``, wrapped for the runner: what a Ray actor builds once (it loads the
+    teacher, the supernet with its surrogates and the validation set itself; cached tables come from ``out_dir``)."""
     space = search_spaces.load(config.space)
+    context = evaluation_context(config, Path(out_dir), space, load_teacher(space.teacher))
+    expensive = [e for e in build_evaluators(config, context) if not e.cheap]
+    return ExpensiveEvaluation(expensive, config.eval_budget, config.objectives[0])
+
+
+def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
+    """Everything a search needs, from its config; tables measured once (cost, latency) are cached in ``out_dir``.
+
+    On Ray, each actor builds its own expensive evaluators once (:func:`expensive_evaluation`)."""
+    resolve_dtype(config.dtype, resolve_device(config.device))  # refused before anything is written
+    out_dir = Path(out_dir)
+    space = search_spaces.load(config.space)
+    executor = executor_from_config(config.executor)  # a Ray address that does not answer: nothing written
+    out_dir.mkdir(parents=True, exist_ok=True)
     context = evaluation_context(config, out_dir, space, load_teacher(space.teacher))
     evaluators = build_evaluators(config, context)
+    factory = functools.partial(expensive_evaluation, config, out_dir) if executor.kind == "ray" else None
     return SearchRunner(config, out_dir, space=space, table=context.get("cost_table"),
                         cheap=[e for e in evaluators if e.cheap], expensive=[e for e in evaluators if not e.cheap],
-                        executor=executor_from_config(config.executor))
+                        executor=executor, evaluation_factory=factory)

@@ -1,7 +1,7 @@
 """The configuration of one search (YAML/CLI -> a validated object)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 
@@ -56,6 +56,9 @@ class SearchConfig(pydantic.BaseModel, extra="forbid"):
     surrogates: str | None = None  # folder written by `tocsr-nas distill-blocks`
     validation: ValidationConfig = ValidationConfig()
     executor: ExecutorConfig = ExecutorConfig()
+    latent_size: int | None = pydantic.Field(None, gt=0)  # side of the validation latents (default: the space's)
+    device: str = "auto"  # where the distillation evaluator runs (tocsr_nas.device.resolve_device)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # autocast dtype of the teacher and the students
 
     @pydantic.field_validator("eps", mode="before")
     @classmethod

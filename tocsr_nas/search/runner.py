@@ -6,6 +6,7 @@ stored after its checkpoint, so a SIGKILL at any moment loses no recorded trial 
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -33,9 +34,9 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "strategy_state.json"
 
 
-def run_evaluation(evaluation: ExpensiveEvaluation, arch: Arch) -> dict[str, Any]:
-    """``evaluation(arch)``: a module-level function, so executors (Ray) can ship it."""
-    return evaluation(arch)
+def _built(obj: Any) -> Any:
+    """The pool factory of an evaluation built here (shipped once to each Ray actor)."""
+    return obj
 
 
 class ExpensiveEvaluation:
@@ -62,6 +63,10 @@ class ExpensiveEvaluation:
             error = f"no evaluator produced the loss objective '{self.loss_key}' (got {sorted(metrics)})"
         return {"metrics": metrics, "error": error, "seconds": time.perf_counter() - start}
 
+    def batch(self, archs: list[Arch]) -> list[dict[str, Any]]:
+        """One result per arch (a batch is what a pool worker takes at once)."""
+        return [self(arch) for arch in archs]
+
 
 def objective_cost(cheap: Sequence[Evaluator], metric: str, space: SearchSpace) -> Callable[[Arch], float]:
     """The exact cost objective ``metric`` as a function of the arch: from the first cheap evaluator producing it."""
@@ -78,11 +83,15 @@ class SearchRunner:
     """Drives a strategy over a space with cheap and expensive evaluators, storing every trial in ``out_dir``."""
 
     def __init__(self, config: SearchConfig, out_dir: str | Path, *, space: SearchSpace, table: CostTable,
-                 cheap: Sequence[Evaluator], expensive: Sequence[Evaluator], executor: Executor | None = None) -> None:
+                 cheap: Sequence[Evaluator], expensive: Sequence[Evaluator], executor: Executor | None = None,
+                 evaluation_factory: Callable[[], ExpensiveEvaluation] | None = None) -> None:
+        """``evaluation_factory`` (picklable) builds the expensive evaluation on each pool worker (a Ray actor
+        then loads the teacher and supernet itself, once); by default the ``expensive`` evaluators are shipped."""
         self.config, self.out_dir, self.space, self.table = config, Path(out_dir), space, table
         self.cheap, self.expensive = list(cheap), list(expensive)
         self.executor = executor or LocalExecutor()
-        self._shared_evaluation: Any = None
+        self.evaluation_factory = evaluation_factory
+        self._pool: Any = None
         self.observers: list[Callable[[TrialRecord], None]] = []  # called with every stored trial (e.g. a mirror)
         loss_key, cost_key = config.objectives
         problem = Problem(space=space, cost=objective_cost(self.cheap, cost_key, space), loss_key=loss_key,
@@ -170,6 +179,9 @@ class SearchRunner:
             self._checkpoint()
             batch_index += 1
         bar.close()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         self.executor.close()
         return self.store.to_frame()
 
@@ -177,11 +189,15 @@ class SearchRunner:
         """Expensive metrics per arch, from the cache or through the mapper (local or an executor)."""
         keys = [tuple((e.fingerprint, arch.arch_id, self.config.eval_budget) for e in self.expensive) for arch in archs]
         todo = [arch for arch, key in zip(archs, keys) if not all(k in self._cache for k in key)]
-        if self._shared_evaluation is None and todo:  # shipped to the workers once, not per trial
-            self._shared_evaluation = self.executor.share(ExpensiveEvaluation(self.expensive, self.config.eval_budget,
-                                                                              self.config.objectives[0]))
-        handles = [self.executor.submit(run_evaluation, self._shared_evaluation, arch) for arch in todo]
-        fresh = dict(zip([a.arch_id for a in todo], self.executor.gather(handles)))
+        if self._pool is None and todo:  # long-lived workers, each holding the evaluation once
+            factory = self.evaluation_factory or functools.partial(
+                _built, ExpensiveEvaluation(self.expensive, self.config.eval_budget, self.config.objectives[0]))
+            self._pool = self.executor.pool(factory)
+        workers = max(1, min(len(todo), self.executor.num_workers))
+        batches = [todo[i::workers] for i in range(workers)] if todo else []
+        done = [r for batch in self._pool.map("batch", batches) for r in batch] if todo else []
+        order = [arch for batch in batches for arch in batch]
+        fresh = dict(zip([a.arch_id for a in order], done))
         results = []
         for arch, key in zip(archs, keys):
             if arch.arch_id in fresh:

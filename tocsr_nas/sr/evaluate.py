@@ -47,10 +47,11 @@ def reference_methods(scale: int, vae: AutoencoderKL | None) -> dict[str, Method
 
 
 def model_method(model: SRModel, *, steps: int = 50, tile: int = 512, overlap: int = 64, seed: int = 0,
-                 fix: str = "none", output: str | None = None) -> Method:
+                 fix: str = "none", output: str | None = None, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> Method:
     """An SR model as an evaluation method (``output`` overrides the model's output mode)."""
     return lambda lr, hr: upscale_image(model, lr, steps=steps, tile=tile, overlap=overlap, seed=seed, fix=fix,
-                                        output=output)
+                                        output=output, device=device, dtype=dtype)
 
 
 def evaluate_files(methods: Mapping[str, Method], files: Sequence[Path], scale: int, *, dataset: str = "",

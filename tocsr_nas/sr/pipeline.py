@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler
 
 from ..degradations import imresize
+from ..device import autocast
 from ..vae import encode_latents
 from .adapt import SRUNet
 from .colorfix import color_fix
@@ -102,15 +103,21 @@ def upsample_lr(lr: torch.Tensor, scale: int) -> torch.Tensor:
 
 @torch.no_grad()
 def upscale_image(model: SRModel, lr: torch.Tensor, *, steps: int = 50, tile: int = 512, overlap: int = 64,
-                  seed: int = 0, fix: str = "none", output: str | None = None) -> torch.Tensor:
+                  seed: int = 0, fix: str = "none", output: str | None = None, device: torch.device | str = "cpu",
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Super-resolve one ``(3, h, w)`` image in ``[0, 1]`` to ``(3, h * scale, w * scale)``.
 
     The bicubic-upsampled image is padded (replicate) to a multiple of the VAE and UNet strides and processed
     in overlapping ``tile``-pixel tiles (HR pixels; memory is bounded by the tile), blended by
     :func:`~tocsr_nas.sr.tiling.tiled_apply`. The diffusion model's initial noise is drawn once for the whole
     image from ``seed`` and sliced per tile. ``fix`` is a colour fix towards the bicubic image; ``output``
-    overrides the model's output mode (``direct`` or ``residual``, see :func:`to_pixels`).
+    overrides the model's output mode (``direct`` or ``residual``, see :func:`to_pixels`). Each tile runs on
+    ``device`` under autocast in ``dtype`` (the noise is drawn on the CPU: the same seed, the same image on every
+    device); the blend, the colour fix and the result stay on the CPU in float32.
     """
+    device = torch.device(device)
+    model.net.to(device)
+    model.vae.to(device)
     output = output or model.output
     height, width = lr.shape[-2] * model.scale, lr.shape[-1] * model.scale
     upsampled = upsample_lr(lr, model.scale)
@@ -125,11 +132,14 @@ def upscale_image(model: SRModel, lr: torch.Tensor, *, steps: int = 50, tile: in
 
     def run_tile(region: tuple[int, int, int, int]) -> torch.Tensor:
         top, left, bottom, right = region
-        crop = padded[None, :, top:bottom, left:right]
-        lr_latent = encode_latents(model.vae, crop)
-        tile_noise = None if noise is None else noise[..., top // factor:bottom // factor, left // factor:right // factor]
-        latent = predict_latent(model, lr_latent, steps=steps, noise=tile_noise)
-        return to_pixels(model.vae, latent, lr_latent, crop, output)[0].clamp(0, 1)
+        crop = padded[None, :, top:bottom, left:right].to(device)
+        tile_noise = None if noise is None else noise[..., top // factor:bottom // factor,
+                                                      left // factor:right // factor].to(device)
+        with autocast(device, dtype):
+            lr_latent = encode_latents(model.vae, crop).float()
+            latent = predict_latent(model, lr_latent, steps=steps, noise=tile_noise).float()
+            pixels = to_pixels(model.vae, latent, lr_latent, crop, output)
+        return pixels[0].float().clamp(0, 1).cpu()
 
     tile_px = max(align, tile // align * align)
     output = tiled_apply(run_tile, full_h, full_w, tile_px, min(overlap, tile_px - align), align)

@@ -30,3 +30,4 @@ class LoopConfig(pydantic.BaseModel, extra="forbid"):
     log_every: int = pydantic.Field(50, gt=0)
     seed: int = 0
     num_threads: int = pydantic.Field(2, gt=0)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (tocsr_nas.device.resolve_device); never a silent fallback

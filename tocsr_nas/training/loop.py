@@ -20,6 +20,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..device import resolve_device
 from .checkpoint import Checkpoint, latest_checkpoint, save_checkpoint
 from .config import LoopConfig
 
@@ -69,7 +70,8 @@ def train(task: Task, dataset: torch.utils.data.Dataset, config: LoopConfig, out
           *, resume: bool = True, stop_after: int | None = None) -> TrainResult:
     """Train ``task.model`` on ``dataset`` for ``config.steps`` steps, checkpointing under ``out_dir``.
 
-    Runs on the GPU when there is one (TF32 matmuls allowed); the returned model is on the CPU.
+    Runs on ``config.device`` (``auto``: the GPU when there is one; TF32 matmuls allowed there); the returned
+    model is on the CPU.
 
     Args:
         task: the recipe's model and loss.
@@ -79,10 +81,13 @@ def train(task: Task, dataset: torch.utils.data.Dataset, config: LoopConfig, out
         resume: continue from the newest valid checkpoint in ``out_dir`` if there is one.
         stop_after: stop (after checkpointing) once this step is reached; simulates a kill in tests.
     """
+    device = resolve_device(config.device)  # before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.num_threads)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # accelerate trains on the current CUDA device
+    accelerator = Accelerator(cpu=device.type == "cpu")
     if accelerator.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model = task.model

@@ -9,6 +9,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..device import autocast
 from ..errors import ConfigError
 from ..teachers import Teacher
 from ..vae import decode_latents
@@ -16,8 +17,11 @@ from ..vae import decode_latents
 
 @torch.no_grad()
 def sample_images(teacher: Teacher, scheduler: DDPMScheduler, count: int, *, steps: int = 50, eta: float = 0.0,
-                  seed: int = 0) -> torch.Tensor:
-    """``count`` images ``(N, 3, H, W)`` in ``[0, 1]``: DDIM from seeded noise, then the teacher's VAE."""
+                  seed: int = 0, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``count`` images ``(N, 3, H, W)`` in ``[0, 1]``: DDIM from seeded noise, then the teacher's VAE.
+
+    The UNet and the VAE run on ``device`` under autocast in ``dtype``; the noise is drawn on the CPU (the same
+    seed gives the same start on every device) and the images come back to the CPU in float32."""
     if teacher.vae is None:
         raise ConfigError("teacher has no VAE (it ships no trained weights)", source=teacher.name, key="weights")
     ddim = DDIMScheduler.from_config(scheduler.config)
@@ -26,10 +30,16 @@ def sample_images(teacher: Teacher, scheduler: DDPMScheduler, count: int, *, ste
     size = teacher.latent_size
     latents = torch.randn(count, teacher.latent_channels, size, size, generator=generator) * ddim.init_noise_sigma
     context = teacher.context(count, generator)
+    device = torch.device(device)
+    unet, latents, context = teacher.unet.to(device), latents.to(device), context.to(device)
     for t in tqdm(ddim.timesteps, desc="sample", unit="step", disable=None):
-        noise = teacher.unet(ddim.scale_model_input(latents, t), t, encoder_hidden_states=context).sample
-        latents = ddim.step(noise, t, latents, eta=eta, generator=generator).prev_sample
-    return decode_latents(teacher.vae, latents)
+        with autocast(device, dtype):
+            noise = unet(ddim.scale_model_input(latents, t), t, encoder_hidden_states=context).sample.float()
+        step_noise = None if eta == 0 else torch.randn(latents.shape, generator=generator).to(device)
+        latents = ddim.step(noise, t, latents, eta=eta, variance_noise=step_noise).prev_sample
+    with autocast(device, dtype):
+        images = decode_latents(teacher.vae.to(device), latents)
+    return images.float().cpu()
 
 
 def image_grid(images: torch.Tensor, columns: int | None = None, pad: int = 2) -> Image.Image:

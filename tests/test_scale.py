@@ -1,0 +1,442 @@
+"""Scale-out: device and dtype choice, memory-aware distillation groups, dry-run plans (all on the CPU here)."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tocsr_nas.device import autocast, peak_memory, resolve_device, resolve_dtype
+from tocsr_nas.distill import DistillConfig, distill_blocks
+from tocsr_nas.distill.plan import GIB, DistillPlan, MemoryProbe, plan_groups
+from tocsr_nas.distill.trainer import DistillWorker
+from tocsr_nas.errors import ConfigError
+from tocsr_nas.executors import RayExecutor
+
+from .badinput import assert_refused, run_cli
+from .conftest import write_space
+from .test_distill import SPACE
+
+NO_GPU = not torch.cuda.is_available()
+
+
+def test_auto_is_the_cpu_without_a_gpu_and_cpu_is_always_there() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+@pytest.mark.parametrize("spec", ["cuda", "cuda:0", "CUDA:3"])
+def test_asking_for_cuda_without_one_is_a_one_line_error(spec: str) -> None:
+    with pytest.raises(ConfigError, match="torch sees no CUDA GPU") as info:
+        resolve_device(spec)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["tpu", "cuda:x", "gpu0", "cuda:-1"])
+def test_unknown_device(spec: str) -> None:
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device(spec)
+
+
+def test_dtypes_on_the_cpu() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_dtype("float32", cpu) is torch.float32
+    assert resolve_dtype("bfloat16", cpu) is torch.bfloat16
+    with pytest.raises(ConfigError, match="unknown dtype 'float8'"):
+        resolve_dtype("float8", cpu)
+
+
+def test_autocast_runs_the_teacher_in_bfloat16_on_the_cpu() -> None:
+    layer = torch.nn.Linear(4, 4)
+    with autocast(torch.device("cpu"), torch.bfloat16):
+        assert layer(torch.ones(2, 4)).dtype is torch.bfloat16
+    with autocast(torch.device("cpu"), torch.float32):
+        assert layer(torch.ones(2, 4)).dtype is torch.float32
+
+
+def test_peak_memory_sees_a_big_allocation_on_the_cpu() -> None:
+    with peak_memory(torch.device("cpu")) as measured:
+        block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MiB
+        del block
+    assert measured["delta"] >= 48 * 1024 * 1024
+
+
+def _config(space: Path, **changes: object) -> DistillConfig:
+    data = {"space": str(space), "steps": 4, "batch_size": 2, "held_out_samples": 2, "lr": 3e-3, "warmup_steps": 1,
+            "checkpoint_every": 2, "latents": {"source": "gaussian"}, "device": "cpu"}
+    data.update(changes)
+    return DistillConfig.model_validate(data)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for path in sorted(folder.glob("**/*.safetensors")):
+        if "checkpoint" not in path.name:
+            tensors.update({f"{path.relative_to(folder)}:{k}": v for k, v in load_file(str(path)).items()})
+    return tensors
+
+
+def test_plan_packs_consecutive_units_and_refuses_a_budget_below_one_unit() -> None:
+    gib = 1024 ** 3
+    probe = MemoryProbe(base=1 * gib, forward=0.5 * gib, units={"a": 0.2 * gib, "b": 0.3 * gib, "c": 0.4 * gib})
+    keys = {"a": ["a/T", "a/I"], "b": ["b/T"], "c": ["c/T", "c/x"]}
+    plan = plan_groups(keys, probe, 2.05, forwards=7, device="cpu")
+    assert [g.units for g in plan.groups] == [["a", "b"], ["c"]]
+    assert plan.teacher_forwards == 14 and plan.groups[0].keys == ["a/T", "a/I", "b/T"]
+    assert plan_groups(keys, probe, None, forwards=7, device="cpu").teacher_forwards == 7
+    with pytest.raises(ConfigError, match="smaller than the smallest group: unit c"):
+        plan_groups(keys, probe, 1.8, forwards=7, device="cpu")
+
+
+def test_groups_give_the_same_surrogates_as_one_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    space = write_space(tmp_path, SPACE)
+    plan = distill_blocks(_config(space, max_memory_gb=1000.0), tmp_path / "plan", dry_run=True)
+    assert isinstance(plan, DistillPlan) and len(plan.groups) == 1 and not (tmp_path / "plan").exists()
+    assert plan.probe.base > 0 and plan.probe.forward >= 0
+    one = distill_blocks(_config(space), tmp_path / "one")
+    # every unit 1 GiB, budget 1.5 GiB: one unit per group (the real probe's figures depend on the allocator)
+    units = list(plan.probe.units)
+    monkeypatch.setattr(DistillWorker, "probe", lambda self: MemoryProbe(0.0, 0.0, dict.fromkeys(units, GIB)))
+    many = distill_blocks(_config(space, max_memory_gb=1.5), tmp_path / "many")
+    assert one.groups == 1 and many.groups == len(units) > 1
+    assert many.teacher_forwards > one.teacher_forwards
+    assert [(r.key, r.status) for r in one.records] == [(r.key, r.status) for r in many.records]
+    for a, b in zip(one.records, many.records):
+        assert a.rel_error == b.rel_error and a.train_loss == b.train_loss
+    first, second = _weights(tmp_path / "one"), _weights(tmp_path / "many")
+    assert first.keys() == second.keys() and first
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_bfloat16_teacher_trains_fp32_candidates_on_the_cpu(tmp_path: Path) -> None:
+    space = write_space(tmp_path, SPACE)
+    report = distill_blocks(_config(space, dtype="bfloat16", gradient_checkpointing=True, offload_activations=True),
+                            tmp_path / "bf16")
+    done = [r for r in report.records if r.status == "done"]
+    assert done and all(r.rel_error < r.rel_error_init for r in done)
+    assert all(t.dtype is torch.float32 for t in _weights(tmp_path / "bf16").values())
+    assert _config(space, dtype="bfloat16").fingerprint() != _config(space).fingerprint()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    space = write_space(tmp_path, SPACE)
+    out = tmp_path / "out"
+    assert run_cli(["distill-blocks", "--space", str(space), "--out", str(out), "--steps", "3", "--device", "cpu",
+                    "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "group 0:" in text and "teacher forwards" in text and "device cpu" in text
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--max-memory-gb", "0.001"], "smaller than the smallest group"),
+] + ([(["--device", "cuda:1"], "torch sees no CUDA GPU")] if NO_GPU else []))
+def test_bad_device_or_budget_is_refused_before_anything_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], match: str) -> None:
+    space = write_space(tmp_path, SPACE)
+    assert_refused(["distill-blocks", "--space", str(space), "--out", str(tmp_path / "out"), "--steps", "2",
+                    "--device", "cpu", *flags], tmp_path, capsys, match=match)
+
+
+def test_experiment_device_and_dtype_reach_every_stage() -> None:
+    from tocsr_nas.experiments import ExperimentConfig
+
+    config = ExperimentConfig.model_validate({"name": "x", "stages": ["surrogates", "search"], "device": "cpu",
+                                              "dtype": "bfloat16", "latent_size": 8,
+                                              "search": {"dtype": "float32"}})
+    assert (config.surrogates.device, config.surrogates.dtype, config.surrogates.latent_size) == ("cpu", "bfloat16", 8)
+    assert (config.search.device, config.search.dtype, config.search.latent_size) == ("cpu", "float32", 8)
+    if NO_GPU:
+        with pytest.raises(ValueError, match="torch sees no CUDA GPU"):
+            ExperimentConfig.model_validate({"name": "x", "stages": ["surrogates"], "device": "cuda"})
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+def test_training_loop_refuses_cuda_without_one_before_writing(tmp_path: Path) -> None:
+    from tocsr_nas.training.config import LoopConfig
+    from tocsr_nas.training.loop import train
+
+    with pytest.raises(ConfigError, match="torch sees no CUDA GPU"):
+        train(None, [], LoopConfig(steps=1, batch_size=1, lr=1e-3, device="cuda"), tmp_path / "out")  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+
+
+def test_sampling_in_bfloat16_on_the_cpu_matches_float32() -> None:
+    from tocsr_nas.teachers import load_teacher
+    from tocsr_nas.teachers.weights import load_scheduler, weights_folder
+    from tocsr_nas.training.sampling import sample_images
+
+    teacher = load_teacher("tiny-ldm")
+    scheduler = load_scheduler(weights_folder("tiny-ldm"))
+    full = sample_images(teacher, scheduler, 1, steps=2, seed=0, device="cpu")
+    half = sample_images(teacher, scheduler, 1, steps=2, seed=0, device="cpu", dtype=torch.bfloat16)
+    assert half.dtype is torch.float32 and torch.isfinite(half).all()
+    assert 0 < float((full - half).abs().mean()) < 0.05  # bfloat16 really ran, and stayed close
+
+
+# -- a real two-node Ray cluster on this machine (loopback), started and stopped by the tests -------------------
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_node(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """``ray start --block ...`` in its own process group (stopped by that group's id, never by name)."""
+    return subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop_node(process: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A head node (1 CPU) and a second node (1 CPU, resource ``second_node``) on 127.0.0.1; yields the address."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    port = _free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 characters
+    # token authentication as Ray defaults to for `ray start` (the token in ~/.ray/auth_token, made if missing)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "token"}
+    common = ["--num-cpus", "1", "--num-gpus", "0", "--node-ip-address", "127.0.0.1",
+              "--object-store-memory", str(100 * 1024 ** 2), "--disable-usage-stats"]
+    nodes = [_start_node(["--head", "--port", str(port), "--temp-dir", temp, "--include-dashboard", "false", *common],
+                         env)]
+    try:
+        address = f"127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:  # wait for the head's GCS to answer before the second node joins
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        nodes.append(_start_node(["--address", address, "--resources", json.dumps({"second_node": 1}), *common], env))
+        executor = RayExecutor(address=address, num_workers=2)  # joins (with the cluster's auth token)
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2 and time.time() < deadline:
+            time.sleep(0.5)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2, "the second node did not join"
+        yield address
+        executor.close()
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        for node in reversed(nodes):
+            _stop_node(node)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _cluster_executor(address: str) -> RayExecutor:
+    return RayExecutor(address=address, num_workers=2, cpus_per_task=1.0)
+
+
+@pytest.mark.slow  # starting two Ray nodes on 2 shared cores takes ~35 s, actors importing torch ~30 s more
+def test_actors_sit_on_both_nodes_and_redo_work_lost_to_a_killed_actor(ray_cluster: str) -> None:
+    import ray
+
+    executor = _cluster_executor(ray_cluster)
+    pool = executor.pool(functools.partial(SlowSquare, 0.0))
+    assert len(set(pool.nodes())) == 2  # one actor per node: each needs the only CPU of its node
+    assert pool.map("square", [1, 2, 3]) == [1, 4, 9]
+    pool.close()  # frees both CPUs of the cluster
+    slow = executor.pool(functools.partial(SlowSquare, 1.5))
+    result: list[list[int]] = []
+    worker = threading.Thread(target=lambda: result.append(slow.map("square", list(range(6)))))
+    worker.start()
+    deadline = time.time() + 30
+    while not slow.busy and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    ray.kill(slow.actors[next(iter(slow.busy))])
+    worker.join(120)
+    assert result == [[x * x for x in range(6)]] and slow.redone == 1
+    slow.close()
+
+
+class SlowSquare:
+    """A pool worker for the executor tests: squares a number after a pause."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+
+    def square(self, x: int) -> int:
+        time.sleep(self.pause)
+        return x * x
+
+
+@pytest.mark.slow
+def test_distillation_on_a_two_node_cluster_survives_a_killed_actor(
+        ray_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit groups go to the two actors; one is killed mid-run: finished groups are kept, the lost one redone once;
+    the surrogates equal a local run's."""
+    import ray
+
+    space = write_space(tmp_path, SPACE)
+    config = _config(space, steps=12, checkpoint_every=100)
+    local = distill_blocks(config, tmp_path / "local")
+    units = list(dict.fromkeys(r.unit for r in local.records))
+    monkeypatch.setattr(DistillWorker, "probe", lambda self: MemoryProbe(0.0, 0.0, dict.fromkeys(units, GIB)))
+    pools: list = []
+    original = RayExecutor.pool
+    monkeypatch.setattr(RayExecutor, "pool", lambda self, factory: pools.append(original(self, factory)) or pools[-1])
+    config = config.model_copy(update={"max_memory_gb": 1.5})
+    out = tmp_path / "ray"
+    reports: list = []
+    runner = threading.Thread(target=lambda: reports.append(distill_blocks(config, out,
+                                                                           executor=_cluster_executor(ray_cluster))))
+    runner.start()
+    deadline = time.time() + 300
+    finished_before: dict[str, float] = {}
+    while time.time() < deadline and runner.is_alive():
+        finished_before = {p.name: p.stat().st_mtime for p in out.glob("**/*.safetensors") if "ckpt" not in p.name}
+        if finished_before and pools and pools[0].busy:
+            ray.kill(pools[0].actors[next(iter(pools[0].busy))])
+            break
+        time.sleep(0.05)
+    runner.join(300)
+    (report,) = reports
+    assert pools[0].redone == 1 and report.groups == len(units)
+    for name, mtime in finished_before.items():  # finished before the kill: kept, not trained again
+        assert next(out.glob(f"**/{name}")).stat().st_mtime == mtime
+    assert [(r.key, r.status) for r in report.records] == [(r.key, r.status) for r in local.records]
+    for a, b in zip(local.records, report.records):
+        assert b.rel_error == pytest.approx(a.rel_error, rel=1e-6, abs=1e-9)
+    first, second = _weights(tmp_path / "local"), _weights(out)
+    assert first.keys() == second.keys()
+    assert all(torch.allclose(first[k], second[k], rtol=1e-5, atol=1e-7) for k in first)
+
+
+@pytest.mark.slow
+def test_search_on_a_two_node_cluster_survives_a_killed_actor(
+        ray_cluster: str, micro_teacher, micro_space, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arch batches go to the two actors; one is killed mid-run: stored trials are kept, the lost batch is redone
+    once, and the trials equal a local run's."""
+    import ray
+
+    from evaluators.cost import CostEvaluator
+    from evaluators.distillation import DistillationEvaluator, ValidationSet
+    from tocsr_nas.profiling.cost_table import build_cost_table
+    from tocsr_nas.search import SearchConfig, SearchRunner, read_trials
+    from tocsr_nas.search.components import validation_latents
+    from tocsr_nas.search.config import ValidationConfig
+    from tocsr_nas.supernet import Supernet
+
+    validation = {"latents": {"source": "gaussian"}, "count": 4, "batch_size": 2}
+    table = build_cost_table(micro_teacher, micro_space, ptflops=False, progress=False)
+    latents = validation_latents(micro_teacher, ValidationConfig(**validation), 16)
+    expensive = [SlowEvaluator(DistillationEvaluator(Supernet(micro_teacher, micro_space),
+                                                     ValidationSet.build(micro_teacher, latents, batch_size=2)))]
+    config = SearchConfig(space=str(micro_space.source), strategy="random", budget=8, batch_size=2,
+                          validation=validation, device="cpu")
+
+    def make(out: Path, executor=None) -> SearchRunner:
+        return SearchRunner(config, out, space=micro_space, table=table, cheap=[CostEvaluator(table)],
+                            expensive=expensive, executor=executor)
+
+    local = make(tmp_path / "local").run(progress=False)
+    pools: list = []
+    original = RayExecutor.pool
+    monkeypatch.setattr(RayExecutor, "pool", lambda self, factory: pools.append(original(self, factory)) or pools[-1])
+    out = tmp_path / "ray"
+    frames: list = []
+    runner = threading.Thread(target=lambda: frames.append(make(out, _cluster_executor(ray_cluster)).run(progress=False)))
+    runner.start()
+    deadline, stored = time.time() + 300, []
+    while time.time() < deadline and runner.is_alive():
+        trials = out / "trials.jsonl"
+        stored = trials.read_text().splitlines() if trials.exists() else []
+        if len(stored) >= 2 and pools and pools[0].busy:
+            ray.kill(pools[0].actors[next(iter(pools[0].busy))])
+            break
+        time.sleep(0.05)
+    runner.join(300)
+    (remote,) = frames
+    assert pools[0].redone == 1 and 2 <= len(stored) < 8
+    assert (out / "trials.jsonl").read_text().splitlines()[:len(stored)] == stored  # kept as they were
+    assert list(remote.arch_id) == list(local.arch_id) and remote.arch_id.is_unique
+    assert remote.loss.tolist() == pytest.approx(local.loss.tolist(), rel=1e-6)
+    assert len(read_trials(out)) == 8
+
+
+class SlowEvaluator:
+    """Wraps an evaluator and pauses before each evaluation (so that an actor can be killed mid-batch)."""
+
+    def __init__(self, inner, pause: float = 0.7) -> None:
+        self.inner, self.pause = inner, pause
+        self.name, self.fingerprint = inner.name, inner.fingerprint
+
+    def evaluate(self, arch, budget=None):
+        time.sleep(self.pause)
+        return self.inner.evaluate(arch, budget)
+
+
+# -- the SD-1.5-size smoke pipeline (experiments/sd15_16ch.yaml with its documented CPU overrides) ---------------
+
+SD_SMOKE = ["name=sd15_16ch_smoke", "device=cpu", "dtype=float32", "latent_size=16", "surrogates.steps=2",
+            "surrogates.batch_size=1", "surrogates.held_out_samples=1", "surrogates.warmup_steps=0",
+            "surrogates.max_memory_gb=12", "search.strategy=random", "search.budget=3", "search.validation.count=2",
+            "search.validation.batch_size=1", "extract.eps=10"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_sd15_smoke_pipeline(tmp_path: Path) -> None:
+    """Surrogates, search and extract on sd15-16ch end to end on the CPU under 20 GiB; the compact UNet runs DDIM."""
+    import resource
+
+    from diffusers import DDIMScheduler
+
+    from tocsr_nas.compact import CompactUNet
+
+    assert all(item in (REPO / "experiments" / "sd15_16ch.yaml").read_text() for item in SD_SMOKE)  # as documented
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    command = [sys.executable, "-m", "tocsr_nas", "run", str(REPO / "experiments" / "sd15_16ch.yaml"), *SD_SMOKE,
+               "--runs-dir", str(tmp_path)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 <= 20 * 1024 ** 3
+    run_dir = tmp_path / "sd15_16ch_smoke"
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert set(summary) == {"surrogates", "search", "extract"}
+    extracted = subprocess.run([sys.executable, "-m", "tocsr_nas", "extract", str(run_dir / "search"), "--eps", "10",
+                                "--out", str(tmp_path / "compact")], env=env, capture_output=True, text=True, timeout=1800, check=False)
+    assert extracted.returncode == 0, extracted.stderr[-3000:]
+    assert "vs the teacher's 859.6M / 402.3 G" in extracted.stdout
+    unet = CompactUNet.from_pretrained(run_dir / "extract" / "compact")
+    scheduler = DDIMScheduler(num_train_timesteps=1000)
+    scheduler.set_timesteps(3)
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 16, 16, 16, generator=generator)
+    context = torch.randn(1, 77, 768, generator=generator)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            latents = scheduler.step(unet(latents, t, encoder_hidden_states=context).sample, t, latents).prev_sample
+    assert latents.shape == (1, 16, 16, 16) and torch.isfinite(latents).all()

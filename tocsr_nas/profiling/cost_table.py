@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 from search_spaces import SearchSpace
 
 from ..arch import Arch
+from ..atomic import write_json
 from ..compact import CompactUNet, UnitChoice
 from ..errors import ConfigError
 from ..ops.registry import build_op
@@ -126,9 +126,8 @@ class CostTable:
 
     # -- persistence --------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write JSON atomically (temp file + rename)."""
+        """Write JSON atomically (temp file, fsync, rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = {
             "format": TABLE_FORMAT,
             "space": self.space.name,
@@ -138,10 +137,7 @@ class CostTable:
             "teacher_total": dataclasses.asdict(self.teacher_total),
             "rows": self.rows,
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
-        return path
+        return write_json(path, data)
 
     @classmethod
     def load(cls, path: str | Path, space: SearchSpace) -> CostTable:
@@ -149,8 +145,11 @@ class CostTable:
         path = Path(path)
         if not path.is_file():
             raise ConfigError("cost table not found", source=path)
-        data = json.loads(path.read_text())
-        if data.get("format") != TABLE_FORMAT:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"unreadable cost table ({type(err).__name__})", source=path) from None
+        if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
             raise ConfigError("not a cost table", source=path, key="format", allowed=[TABLE_FORMAT])
         if data["fingerprint"] != space_fingerprint(space):
             raise ConfigError(f"written for space '{data['space']}' with other candidates, not for '{space.name}'",

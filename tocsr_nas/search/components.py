@@ -18,23 +18,24 @@ from ..profiling.cost_table import CostTable, build_cost_table, space_fingerprin
 from ..supernet import Supernet
 from ..teachers import Teacher, load_teacher
 from .config import SearchConfig, ValidationConfig
-from .runner import SearchRunner
+from .runner import SearchRunner, search_strategy
 
 logger = logging.getLogger(__name__)
 COST_TABLE_FILE = "cost_table.json"
 
 
-def cached_cost_table(teacher: Teacher, space: search_spaces.SearchSpace, folder: Path) -> CostTable:
-    """The space's cost table from ``folder/cost_table.json``, built and saved there when missing or stale."""
+def cached_cost_table(teacher: Teacher, space: search_spaces.SearchSpace, folder: Path) -> tuple[CostTable, bool]:
+    """The space's cost table from ``folder/cost_table.json`` (or built when missing or stale); True when built.
+
+    Nothing is written here: the caller saves a built table once it holds the folder.
+    """
     path = folder / COST_TABLE_FILE
     if path.is_file():
         try:
-            return CostTable.load(path, space)
+            return CostTable.load(path, space), False
         except ConfigError:
             logger.warning("%s is for another space: rebuilding it", path)
-    table = build_cost_table(teacher, space, ptflops=False, progress=False)
-    table.save(path)
-    return table
+    return build_cost_table(teacher, space, ptflops=False, progress=False), True
 
 
 def validation_latents(teacher: Teacher, config: ValidationConfig, latent_size: int) -> torch.Tensor:
@@ -69,19 +70,32 @@ def extract_arch(space_spec: str, arch_text: str, surrogates: str | Path | None,
 
 
 def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
-    """Everything a search needs, from its config; the cost table is cached in ``out_dir``."""
+    """Everything a search needs, from its config; the cost table is cached in ``out_dir``.
+
+    Every input is validated (space, strategy and options, budget, surrogates, the folder's provenance) before
+    anything is written; the returned runner holds the folder's lock until it has run.
+    """
+    from ..distill.store import surrogates_hash, teacher_hash  # noqa: PLC0415
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError("exists and is not a folder", source=out_dir)
     space = search_spaces.load(config.space)
+    search_strategy(config, space, lambda arch: 0.0)  # options and budget, before any slow work
+    surrogates_id = surrogates_hash(config.surrogates) if config.surrogates else "untrained"
     teacher = load_teacher(space.teacher)
-    table = cached_cost_table(teacher, space, out_dir)
+    table, built = cached_cost_table(teacher, space, out_dir)
     cheap = [CostEvaluator(table, max_gmacs=config.max_gmacs, max_params_m=config.max_params_m)]
     supernet = trained_supernet(teacher, space, config.surrogates)
-    surrogates_id = str(Path(config.surrogates).resolve()) if config.surrogates else "untrained"
     latent_size = space.latent_size or teacher.latent_size
     latents = validation_latents(teacher, config.validation, latent_size)
     validation = ValidationSet.build(teacher, latents, batch_size=config.validation.batch_size,
                                      seed=config.validation.seed, scheduler=noise_scheduler(space.teacher))
     expensive = [DistillationEvaluator(supernet, validation, surrogates_id=f"{space_fingerprint(space)}:{surrogates_id}")]
-    return SearchRunner(config, out_dir, space=space, table=table, cheap=cheap, expensive=expensive,
-                        executor=executor_from_config(config.executor))
+    provenance = {"teacher_hash": teacher_hash(teacher.unet, space), "surrogates_hash": surrogates_id,
+                  "latent_size": latent_size}
+    runner = SearchRunner(config, out_dir, space=space, table=table, cheap=cheap, expensive=expensive,
+                          executor=executor_from_config(config.executor), provenance=provenance)
+    if built:
+        table.save(out_dir / COST_TABLE_FILE)
+    return runner

@@ -7,17 +7,16 @@ killed owner's lock was taken over. A clean release removes the file.
 """
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
+_HELD: dict[Path, int] = {}  # locks this process holds -> nesting depth (re-acquiring one nests)
 
 
 def lock_path(folder: str | Path) -> Path:
@@ -43,7 +42,8 @@ def _owner(text: str) -> tuple[int | None, str]:
 class FolderLock:
     """The write lock of ``folder``: :meth:`acquire` refuses (one-line ConfigError) while another process holds it.
 
-    Usable as a context manager. The lock file is removed on release, so a finished command leaves no trace.
+    Usable as a context manager. The lock file is removed on release, so a finished command leaves no trace. A
+    process may take a lock it holds again (nested: released with the outermost release).
     """
 
     def __init__(self, folder: str | Path) -> None:
@@ -51,6 +51,10 @@ class FolderLock:
         self._fd: int | None = None
 
     def acquire(self) -> FolderLock:
+        if self.path in _HELD:  # this process holds it already (e.g. a stage inside `tocsr-nas run`)
+            _HELD[self.path] += 1
+            self._fd = -1
+            return self
         while True:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,11 +84,17 @@ class FolderLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode(), 0)
         self._fd = fd
+        _HELD[self.path] = 1
         return self
 
     def release(self) -> None:
         if self._fd is None:
             return
+        _HELD[self.path] -= 1
+        if _HELD[self.path]:
+            self._fd = None
+            return
+        del _HELD[self.path]
         self.path.unlink(missing_ok=True)  # while still holding it, so no one locks a file about to vanish
         os.close(self._fd)  # releases the flock
         self._fd = None
@@ -103,12 +113,3 @@ class FolderLock:
 def folder_lock(folder: str | Path) -> FolderLock:
     """The write lock of ``folder`` (``with folder_lock(out): ...``)."""
     return FolderLock(folder)
-
-
-@contextlib.contextmanager
-def folder_locks(*folders: str | Path) -> Iterator[None]:
-    """Hold the locks of several folders (taken in sorted order, so two processes cannot deadlock)."""
-    with contextlib.ExitStack() as stack:
-        for folder in sorted({Path(f).absolute() for f in folders}):
-            stack.enter_context(folder_lock(folder))
-        yield

@@ -104,11 +104,16 @@ def run_pareto(args: argparse.Namespace) -> int:
 
 
 def run_extract(args: argparse.Namespace) -> int:
+    import search_spaces  # noqa: PLC0415
+
     from ..locking import folder_lock  # noqa: PLC0415
     from ..search.components import extract_arch  # noqa: PLC0415 (heavy imports only for this command)
-    from ..search.results import check_extract_target, pick_trial, search_config, search_surrogates  # noqa: PLC0415
-
-    import search_spaces  # noqa: PLC0415
+    from ..search.results import (
+        check_extract_target,
+        pick_trial,
+        search_config,
+        search_surrogates,
+    )
 
     config = search_config(args.folder)
     arch_text = pick_trial(args.folder, args.eps).arch if args.pick == "best" else args.pick

@@ -31,7 +31,14 @@ from torch import nn
 
 from search_spaces import SearchSpace
 
-from ..atomic import atomic_write, digest, read_safetensors, save_safetensors, sha256_file, write_json
+from ..atomic import (
+    atomic_write,
+    digest,
+    read_safetensors,
+    save_safetensors,
+    sha256_file,
+    write_json,
+)
 from ..errors import ConfigError
 from ..profiling.cost_table import space_fingerprint
 from ..vae import load_state
@@ -326,7 +333,7 @@ __all__ = [
     "candidate_config_hash",
     "candidate_key",
     "load_surrogates",
-    "surrogates_hash",
     "supernet_teacher_hash",
+    "surrogates_hash",
     "teacher_hash",
 ]

@@ -18,7 +18,7 @@ from ..profiling.cost_table import CostTable, build_cost_table, space_fingerprin
 from ..supernet import Supernet
 from ..teachers import Teacher, load_teacher
 from .config import SearchConfig, ValidationConfig
-from .runner import SearchRunner, search_strategy
+from .runner import SearchRunner, check_search_folder, search_strategy
 
 logger = logging.getLogger(__name__)
 COST_TABLE_FILE = "cost_table.json"
@@ -78,8 +78,7 @@ def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
     from ..distill.store import surrogates_hash, teacher_hash  # noqa: PLC0415
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError("exists and is not a folder", source=out_dir)
+    check_search_folder(out_dir)
     space = search_spaces.load(config.space)
     search_strategy(config, space, lambda arch: 0.0)  # options and budget, before any slow work
     surrogates_id = surrogates_hash(config.surrogates) if config.surrogates else "untrained"

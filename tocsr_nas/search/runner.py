@@ -40,6 +40,19 @@ NOT_PROVENANCE = ("budget", "executor", "surrogates", "space")  # a longer budge
 # the spelling of paths do not change results (the space and surrogates enter by content: fingerprint and hash)
 
 
+SEARCH_FILES = {TRIALS_FILE, STATE_FILE, "cost_table.json", "stage.json"}
+
+
+def check_search_folder(out_dir: Path) -> None:
+    """Refuse an ``--out`` that is a file or a folder holding anything but a search (nothing else is written into)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError("exists and is not a folder", source=out_dir)
+    if out_dir.is_dir() and not (out_dir / TRIALS_FILE).exists():
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in SEARCH_FILES)
+        if foreign:
+            raise ConfigError(f"not a search folder (holds {foreign[0]}): use a new --out", source=out_dir)
+
+
 def search_strategy(config: SearchConfig, space: SearchSpace, cost: Callable[[Arch], float]) -> Strategy:
     """The configured strategy (its options validated, the budget checked against its initial design)."""
     options = dict(config.strategy_options)
@@ -105,10 +118,9 @@ class SearchRunner:
         header = {"space": space.name, "fingerprint": space_fingerprint(space), "teacher": space.teacher,
                   "strategy": config.strategy, "seed": config.seed, "config": config.model_dump(mode="json"),
                   "provenance": provenance}
+        check_search_folder(self.out_dir)
         if (self.out_dir / TRIALS_FILE).exists():  # refused before anything is written (or locked)
             check_provenance(read_header(self.out_dir), header, self.out_dir / TRIALS_FILE)
-        elif self.out_dir.exists() and not self.out_dir.is_dir():
-            raise ConfigError("exists and is not a folder", source=self.out_dir)
         self._lock = FolderLock(self.out_dir).acquire()
         self._cache: dict[tuple[str, str, int | None], dict[str, float]] = {}
         self._pending: tuple[list[Arch], list[TrialRecord]] | None = None  # a batch asked but not fully stored

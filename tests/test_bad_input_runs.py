@@ -133,7 +133,8 @@ def test_search_out_is_another_kind_of_folder(work, tmp_path, capsys):
 # -- search: resuming a folder that holds another search ---------------------------------------------------------
 @pytest.mark.parametrize(("changes", "match"), [
     ({"seed": 1}, "seed changed (0 -> 1)"),
-    ({"strategy": "evolution"}, "strategy changed (random -> evolution)"),
+    ({"strategy": "evolution", "strategy_options": {"population_size": 2, "sample_size": 1}},
+     "strategy changed (random -> evolution)"),
     ({"validation": {**GAUSSIAN, "count": 4}}, "config.validation.count changed (2 -> 4)"),
     ({"eval_budget": 1}, "config.eval_budget changed"),
     ({"surrogates": None}, "surrogates_hash changed"),

@@ -22,7 +22,7 @@ from .config import expand_sweep, flatten, load_experiment, parse_overrides, run
 from ..locking import folder_lock
 from .manifest import MANIFEST, config_hash, is_complete, output_hash, read_manifest, write_manifest
 from .schema import ExperimentConfig
-from .stages import ORDER, STAGES, StageContext, check_upstream
+from .stages import ORDER, STAGES, StageContext, check_stages
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path,
     run_dir = Path(run_dir)
     folders = {stage: Path(folders[stage]) if folders and stage in folders else run_dir / stage for stage in ORDER}
     results: dict[str, Any] = {}
-    check_upstream(list(config.stages), folders, run_dir)
+    check_stages(config, folders, run_dir)
     with folder_lock(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
         for stage in config.stages:

@@ -50,8 +50,16 @@ REQUIRES = {"extract": ("search",), "sr": ("extract",), "onestep": ("sr",), "eva
             "report": ("search",)}  # upstream stages whose output a stage cannot run without
 
 
-def check_upstream(stages: list[str], folders: dict[str, Path], run_dir: Path) -> None:
-    """Refuse (before anything is written) a stage whose required upstream stage neither runs before it nor ran."""
+def check_stages(config: Any, folders: dict[str, Path], run_dir: Path) -> None:
+    """Refuse, before anything is written, a stage whose required upstream stage neither runs before it nor ran,
+    and a search whose strategy, options or budget are bad."""
+    stages = list(config.stages)
+    if "search" in stages:
+        import search_spaces  # noqa: PLC0415
+
+        from ..search.runner import search_strategy  # noqa: PLC0415
+
+        search_strategy(config.search, search_spaces.load(config.search.space), lambda arch: 0.0)
     for index, stage in enumerate(stages):
         for upstream in REQUIRES.get(stage, ()):
             manifest = read_manifest(folders[upstream])

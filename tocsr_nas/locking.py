@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Self
 
 from .errors import ConfigError
 
@@ -103,7 +104,7 @@ class FolderLock:
         if getattr(self, "_fd", None) is not None:
             self.release()
 
-    def __enter__(self) -> FolderLock:
+    def __enter__(self) -> Self:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

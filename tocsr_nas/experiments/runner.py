@@ -18,9 +18,23 @@ from typing import Any
 
 from ..config_io import validate
 from ..errors import ConfigError
-from .config import expand_sweep, flatten, load_experiment, parse_overrides, run_suffix, set_dotted
 from ..locking import folder_lock
-from .manifest import MANIFEST, config_hash, is_complete, output_hash, read_manifest, write_manifest
+from .config import (
+    expand_sweep,
+    flatten,
+    load_experiment,
+    parse_overrides,
+    run_suffix,
+    set_dotted,
+)
+from .manifest import (
+    MANIFEST,
+    config_hash,
+    is_complete,
+    output_hash,
+    read_manifest,
+    write_manifest,
+)
 from .schema import ExperimentConfig
 from .stages import ORDER, STAGES, StageContext, check_stages
 

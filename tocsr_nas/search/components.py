@@ -46,8 +46,13 @@ def validation_latents(teacher: Teacher, config: ValidationConfig, latent_size: 
 
 
 def trained_supernet(teacher: Teacher, space: search_spaces.SearchSpace, surrogates: str | Path | None) -> Supernet:
-    """The supernet of ``space`` with the candidates trained in the ``surrogates`` folder (initial ones without)."""
-    supernet = Supernet(teacher, space)
+    """The supernet of ``space`` with the candidates trained in the ``surrogates`` folder (initial ones without).
+
+    Initial weights are drawn from a fixed seed, so untrained candidates measure the same in every process.
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        supernet = Supernet(teacher, space)
     if surrogates is None:
         logger.warning("no surrogates folder given: candidates keep their initial weights")
         return supernet

@@ -115,7 +115,8 @@ def test_second_writer_is_refused_and_first_finishes(micro_space_path, tmp_path)
                             capture_output=True, text=True, timeout=300, check=False)
     assert first.wait(timeout=300) == 0, first.stderr.read()
     assert second.returncode == 2
-    assert second.stderr.strip().count("\n") == 0 and f"in use by pid {first.pid}" in second.stderr
+    errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"in use by pid {first.pid}" in errors[0] and "Traceback" not in second.stderr
     assert trials(out) == trials(reference)
 
 
@@ -177,3 +178,17 @@ def test_run_killed_resumes_exactly(micro_space_path, tmp_path, kills):
                            run_progress(tmp_path / "killed" / "micro"), targets, rng)
     assert done >= 1
     assert run_outputs(tmp_path / "killed" / "micro") == reference
+
+
+def test_lock_of_a_killed_process_is_taken_over(tmp_path, caplog):
+    from tocsr_nas.locking import folder_lock
+
+    code = ("import sys, time; from tocsr_nas.locking import folder_lock; folder_lock(sys.argv[1]).acquire(); "
+            "print('ready', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "ready"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with caplog.at_level("WARNING", logger="tocsr_nas.locking"), folder_lock(tmp_path / "out"):
+        assert f"taking over the stale lock of pid {holder.pid} (dead" in caplog.text
+    assert not list(tmp_path.glob(".*.lock"))  # a clean release leaves no lock file

@@ -51,6 +51,25 @@ class FolderLock:
         self.folder, self.path = Path(folder), lock_path(folder)
         self._fd: int | None = None
 
+    def check(self) -> None:
+        """Refuse now (without taking it) when another process holds the lock: before any slow preparation."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return  # no lock file: nobody holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if self.path not in _HELD:
+                pid, since = _owner(os.pread(fd, 200, 0).decode(errors="replace"))
+                raise self._in_use(pid, since) from None
+        finally:
+            os.close(fd)
+
+    def _in_use(self, pid: int | None, since: str) -> ConfigError:
+        owner = f"pid {pid} (since {since})" if pid is not None else "another process"
+        return ConfigError(f"in use by {owner}: wait for it to finish or use another folder", source=self.folder)
+
     def acquire(self) -> FolderLock:
         if self.path in _HELD:  # this process holds it already (e.g. a stage inside `tocsr-nas run`)
             _HELD[self.path] += 1
@@ -67,9 +86,7 @@ class FolderLock:
             except BlockingIOError:
                 pid, since = _owner(os.pread(fd, 200, 0).decode(errors="replace"))
                 os.close(fd)
-                owner = f"pid {pid} (since {since})" if pid is not None else "another process"
-                raise ConfigError(f"in use by {owner}: wait for it to finish or use another folder",
-                                  source=self.folder) from None
+                raise self._in_use(pid, since) from None
             try:
                 same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:

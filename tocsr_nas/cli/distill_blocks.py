@@ -115,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
     data = read_mapping(args.config) if args.config is not None else {}
     config = validate(DistillConfig, _overrides(args, data), source=args.config or "command line")
     check_inputs(config, args.out)
-    with folder_lock(args.out):
+    lock = folder_lock(args.out)
+    lock.check()
+    with lock:
         stored = stored_statuses(args.out)
         if stored:
             print(f"resuming {args.out}: {sum(stored.values())} candidates stored ("

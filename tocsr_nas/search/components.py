@@ -14,6 +14,7 @@ from ..arch import Arch
 from ..distill.inputs import build_latent_source, noise_scheduler
 from ..errors import ConfigError
 from ..executors import executor_from_config
+from ..locking import FolderLock
 from ..profiling.cost_table import CostTable, build_cost_table, space_fingerprint
 from ..supernet import Supernet
 from ..teachers import Teacher, load_teacher
@@ -84,6 +85,7 @@ def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
 
     out_dir = Path(out_dir)
     check_search_folder(out_dir)
+    FolderLock(out_dir).check()
     space = search_spaces.load(config.space)
     search_strategy(config, space, lambda arch: 0.0)  # options and budget, before any slow work
     surrogates_id = surrogates_hash(config.surrogates) if config.surrogates else "untrained"

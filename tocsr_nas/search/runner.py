@@ -124,6 +124,7 @@ class SearchRunner:
         self._lock = FolderLock(self.out_dir).acquire()
         self._cache: dict[tuple[str, str, int | None], dict[str, float]] = {}
         self._pending: tuple[list[Arch], list[TrialRecord]] | None = None  # a batch asked but not fully stored
+        self._resumed = 0
         try:
             self.store = TrialStore(self.out_dir, header)
             self._restore()

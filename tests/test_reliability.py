@@ -120,9 +120,20 @@ def test_second_writer_is_refused_and_first_finishes(micro_space_path, tmp_path)
     assert trials(out) == trials(reference)
 
 
+def tensors_digest(path: Path) -> str:
+    """sha256 of a safetensors file's tensors and metadata (its header's key order varies between processes)."""
+    from tocsr_nas.atomic import read_safetensors
+
+    tensors, metadata = read_safetensors(path)
+    digest = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode())
+    for name in sorted(tensors):
+        digest.update(f"{name}{tensors[name].dtype}{tuple(tensors[name].shape)}".encode())
+        digest.update(tensors[name].contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def weights(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((folder / "candidates").glob("*"))
-            if p.suffix == ".safetensors"}
+    return {p.name: tensors_digest(p) for p in sorted((folder / "candidates").glob("*.safetensors"))}
 
 
 def distill_command(recipe: Path, out: Path) -> list[str]:
@@ -158,7 +169,7 @@ def run_outputs(run_dir: Path) -> dict[str, object]:
     compact = run_dir / "extract" / "compact" / "model.safetensors"
     return {"surrogates": weights(run_dir / "surrogates"), "trials": trials(run_dir / "search"),
             "winner": json.loads((run_dir / "extract" / "winner.json").read_text()),
-            "compact": hashlib.sha256(compact.read_bytes()).hexdigest()}
+            "compact": tensors_digest(compact)}
 
 
 def run_progress(run_dir: Path) -> Callable[[], int]:

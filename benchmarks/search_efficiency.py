@@ -7,9 +7,14 @@
    deterministic, so the strategies see exactly what they would see live), and report the hypervolume ratio to
    the true front after 25/50/100 evaluations and the evaluations needed to reach 95%.
 
+Every registered strategy runs by default (``--strategies`` picks some): the ``optuna-*`` ones when Optuna is
+installed (extra ``optuna``; ``optuna-gp`` takes seconds per ask), the ``nni-*`` ones when NNI is (extra ``nni``, in
+its own environment: run this script with that environment's Python).
+
 Usage::
 
     python benchmarks/search_efficiency.py [--work benchmarks/.cache/search_efficiency] [--seeds 5] [--budget 100]
+    python benchmarks/search_efficiency.py --strategies random bo optuna-tpe optuna-nsga2 --seeds 2
 """
 from __future__ import annotations
 

@@ -40,7 +40,9 @@ _REGISTRY: dict[str, EvaluatorFactory] = {}
 
 
 def register_evaluator(name: str) -> Callable[[EvaluatorFactory], EvaluatorFactory]:
-    """Register an evaluator class or factory under ``name``."""
+    """Register an evaluator factory under ``name``: ``factory(context, **options) -> Evaluator``, where
+    ``context`` is the search's :class:`evaluators.context.EvaluationContext` and ``options`` come from the
+    search config (``evaluators: [{name: ..., options: {...}}]``)."""
 
     def decorate(factory: EvaluatorFactory) -> EvaluatorFactory:
         _REGISTRY[name] = factory
@@ -50,7 +52,7 @@ def register_evaluator(name: str) -> Callable[[EvaluatorFactory], EvaluatorFacto
 
 
 def available_evaluators() -> list[str]:
-    from . import cost, distillation  # noqa: F401, PLC0415  (register the built-ins)
+    from . import cost, distillation, latency  # noqa: F401, PLC0415  (register the built-ins)
 
     return sorted(_REGISTRY)
 

@@ -8,9 +8,9 @@ from tocsr_nas.errors import ConfigError
 from tocsr_nas.profiling.cost_table import CostTable, space_fingerprint
 
 from .base import Evaluator, register_evaluator
+from .context import EvaluationContext
 
 
-@register_evaluator("cost")
 class CostEvaluator(Evaluator):
     """Params (M), GMACs (both conventions) and reduction ratios vs the teacher; optional upper bounds."""
 
@@ -37,3 +37,10 @@ class CostEvaluator(Evaluator):
     def fingerprint(self) -> str:
         text = f"{space_fingerprint(self.table.space)}:{self.max_gmacs}:{self.max_params_m}"
         return f"cost:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+@register_evaluator("cost")
+def cost_evaluator(context: EvaluationContext) -> CostEvaluator:
+    """The search's ``cost`` evaluator: the cached cost table, bounded by ``max_gmacs``/``max_params_m``."""
+    return CostEvaluator(context.get("cost_table"), max_gmacs=context.constraints.get("gmacs"),
+                         max_params_m=context.constraints.get("params_m"))

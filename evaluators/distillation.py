@@ -21,6 +21,7 @@ from tocsr_nas.supernet import Supernet
 from tocsr_nas.teachers import Teacher
 
 from .base import Evaluator, register_evaluator
+from .context import EvaluationContext
 
 
 @dataclasses.dataclass
@@ -58,7 +59,6 @@ class ValidationSet:
         return -(-len(self.noisy) // self.batch_size)
 
 
-@register_evaluator("distillation")
 class DistillationEvaluator(Evaluator):
     """Relative distillation loss of the arch's student vs the teacher on a fixed validation set."""
 
@@ -92,3 +92,10 @@ class DistillationEvaluator(Evaluator):
         v = self.validation
         text = f"{space_fingerprint(self.supernet.space)}:{self.surrogates_id}:{len(v.noisy)}:{v.batch_size}:{v.seed}"
         return f"distillation:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+@register_evaluator("distillation")
+def distillation_evaluator(context: EvaluationContext) -> DistillationEvaluator:
+    """The search's ``distillation`` evaluator: its supernet (with the trained surrogates) and validation set."""
+    return DistillationEvaluator(context.get("supernet"), context.get("validation"),
+                                 surrogates_id=context.surrogates_id)

@@ -65,12 +65,15 @@ class Trial:
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """What is searched: minimise ``loss_key`` and the exact ``cost`` (GMACs) subject to ``cost <= max_cost``."""
+    """What is searched: minimise ``loss_key`` and the exact ``cost`` (GMACs, or another cheap metric) subject to
+    ``cost <= max_cost``; ``eps`` are the search's loss bounds (the first is the default pick), for strategies that
+    use them (``bo`` takes them as its default ``eps``)."""
 
     space: SearchSpace
     cost: Callable[[Arch], float]
     max_cost: float | None = None
     loss_key: str = "loss"
+    eps: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

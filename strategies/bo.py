@@ -38,6 +38,8 @@ from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
+from tocsr_nas.errors import ConfigError
+
 from .base import Key, Observation, Problem, Strategy
 from .registry import register_strategy
 
@@ -59,14 +61,16 @@ def single_thread() -> Iterator[None]:
 
 
 class BOOptions(pydantic.BaseModel, extra="forbid"):
-    eps: float | list[float]  # loss threshold(s); a list is cycled through
+    eps: float | list[float] | None = None  # loss threshold(s), cycled through; default: the problem's eps
     initial: int = pydantic.Field(10, ge=2)  # random initial design
     pool: int = pydantic.Field(5000, ge=10)  # candidates scored per ask
     log_loss: bool = True  # model log(loss) when every observed loss is positive
 
     @pydantic.field_validator("eps")
     @classmethod
-    def _eps_list(cls, value: float | list[float]) -> float | list[float]:
+    def _eps_list(cls, value: float | list[float] | None) -> float | list[float] | None:
+        if value is None:
+            return value
         values = value if isinstance(value, list) else [value]
         if not values:
             raise ValueError("eps needs at least one value")
@@ -83,7 +87,9 @@ class EpsConstrainedBO(Strategy):
 
     def __init__(self, problem: Problem, *, seed: int, **options: Any) -> None:
         super().__init__(problem, seed=seed, **options)
-        eps = self.options.eps
+        eps = self.options.eps if self.options.eps is not None else list(problem.eps)
+        if not eps:
+            raise ConfigError("strategy 'bo' needs eps (an option, or the search's eps)", key="eps")
         self.eps_values = [float(e) for e in (eps if isinstance(eps, list) else [eps])]
         self.n_random = 0
         self.n_modelled = 0  # archs picked by the acquisition (the position in the eps cycle)

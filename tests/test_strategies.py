@@ -36,6 +36,8 @@ OPTIONS = {
     "nsga2": {"population_size": 6},
 }
 STRATEGIES = available_strategies()
+SLOW = {"optuna-gp"}  # Optuna's GPSampler takes seconds per ask on this machine
+PARAMS = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in STRATEGIES]
 
 
 class Synthetic:
@@ -97,7 +99,7 @@ def run(strategy: Strategy, problem: Problem, loss, rounds: int, batch: int = 4)
     return asked
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", PARAMS)
 def test_asks_distinct_archs_of_the_space_and_never_repeats(name: str, problem: Problem, synthetic: Synthetic) -> None:
     strategy = build(name, problem)
     asked = [a for batch in run(strategy, problem, synthetic.loss, rounds=8, batch=5) for a in batch]
@@ -107,7 +109,7 @@ def test_asks_distinct_archs_of_the_space_and_never_repeats(name: str, problem: 
         problem.space.validate(arch)
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", PARAMS)
 def test_exhausting_a_tiny_space_returns_fewer(name: str, tiny_space: SearchSpace) -> None:
     tiny = Problem(tiny_space, lambda arch: 1.0)
     strategy = build(name, tiny)
@@ -119,7 +121,7 @@ def test_exhausting_a_tiny_space_returns_fewer(name: str, tiny_space: SearchSpac
     assert strategy.ask(3) == []
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", PARAMS)
 def test_same_seed_same_asks_other_seed_other_asks(name: str, problem: Problem, synthetic: Synthetic) -> None:
     a = run(build(name, problem, seed=1), problem, synthetic.loss, rounds=4)
     b = run(build(name, problem, seed=1), problem, synthetic.loss, rounds=4)
@@ -128,7 +130,7 @@ def test_same_seed_same_asks_other_seed_other_asks(name: str, problem: Problem, 
     assert a != c
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", PARAMS)
 def test_state_dict_json_round_trip_continues_exactly(name: str, problem: Problem, synthetic: Synthetic) -> None:
     original = build(name, problem, seed=3)
     run(original, problem, synthetic.loss, rounds=3)
@@ -138,7 +140,7 @@ def test_state_dict_json_round_trip_continues_exactly(name: str, problem: Proble
     assert run(resumed, problem, synthetic.loss, rounds=3) == run(original, problem, synthetic.loss, rounds=3)
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", PARAMS)
 def test_loading_another_strategys_state_is_refused(name: str, problem: Problem) -> None:
     state = build(name, problem).state_dict()
     other = next(n for n in STRATEGIES if n != name)
@@ -146,7 +148,7 @@ def test_loading_another_strategys_state_is_refused(name: str, problem: Problem)
         build(other, problem).load_state_dict(state)
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", PARAMS)
 def test_accepts_failed_infeasible_and_unasked_trials(name: str, problem: Problem, synthetic: Synthetic) -> None:
     rng = np.random.default_rng(99)
     warm = list(dict.fromkeys(problem.space.sample(rng) for _ in range(12)))
@@ -160,7 +162,7 @@ def test_accepts_failed_infeasible_and_unasked_trials(name: str, problem: Proble
     assert not set(asked) & set(warm)
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", PARAMS)
 def test_never_asks_archs_over_max_cost(name: str, problem: Problem, synthetic: Synthetic) -> None:
     strategy = build(name, problem)
     asked = [a for batch in run(strategy, problem, synthetic.loss, rounds=6, batch=4) for a in batch]
@@ -172,7 +174,7 @@ def test_random_may_ask_infeasible_archs_when_told_to(problem: Problem) -> None:
     assert max(problem.cost(a) for a in asked) > problem.max_cost
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", PARAMS)
 def test_leaves_global_random_state_alone(name: str, problem: Problem, synthetic: Synthetic) -> None:
     np_state, torch_state = np.random.get_state()[1].copy(), torch.random.get_rng_state().clone()
     run(build(name, problem), problem, synthetic.loss, rounds=3)
@@ -180,7 +182,7 @@ def test_leaves_global_random_state_alone(name: str, problem: Problem, synthetic
     assert torch.equal(torch.random.get_rng_state(), torch_state)
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", PARAMS)
 def test_min_trials_and_bad_options(name: str, problem: Problem) -> None:
     assert build(name, problem).min_trials >= 1
     with pytest.raises(ConfigError, match="unknown key"):

@@ -30,11 +30,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ("--seed", int, "seed of the strategy (default 0)"),
         ("--max-gmacs", float, "hard constraint on GMACs"),
         ("--max-params-m", float, "hard constraint on params (millions)"),
+        ("--max-latency-ms", float, "hard constraint on latency per UNet call (ms; adds the latency evaluator)"),
         ("--eval-budget", int, "validation batches per evaluation (default all)"),
         ("--surrogates", str, "folder of trained surrogates (tocsr-nas distill-blocks)"),
     ):
         search.add_argument(flag, type=kind, help=text)
     search.add_argument("--eps", type=float, nargs="+", help="loss bound(s) of the epsilon-constraint method")
+    search.add_argument("--evaluators", nargs="+", help="evaluator names, cheap ones first (default: cost "
+                        "[latency] distillation); options only in --config")
+    search.add_argument("--objectives", nargs=2, metavar=("LOSS", "COST"),
+                        help="the two minimised metrics (default: loss gmacs; e.g. loss latency_ms)")
+    search.add_argument("--optuna-journal", metavar="PATH",
+                        help="mirror every trial into this Optuna journal file (watch: optuna-dashboard PATH)")
     search.add_argument("--executor", choices=["local", "ray"], help="where expensive evaluations run")
     search.add_argument("--quiet", action="store_true", help="no progress bar")
     search.set_defaults(func=run_search)
@@ -64,8 +71,8 @@ def _config(args: argparse.Namespace) -> SearchConfig:
     from ..search.config import SearchConfig  # noqa: PLC0415 (the search package imports every strategy)
 
     data = dict(read_mapping(args.config)) if args.config else {}
-    for field in ("space", "strategy", "budget", "batch_size", "seed", "max_gmacs", "max_params_m", "eval_budget",
-                  "surrogates", "eps"):
+    for field in ("space", "strategy", "budget", "batch_size", "seed", "max_gmacs", "max_params_m", "max_latency_ms",
+                  "eval_budget", "surrogates", "eps", "evaluators", "objectives"):
         value = getattr(args, field)
         if value is not None:
             data[field] = value
@@ -78,16 +85,45 @@ def run_search(args: argparse.Namespace) -> int:
     from ..search.components import build_runner  # noqa: PLC0415 (heavy imports only for this command)
     from ..search.results import pareto_trials  # noqa: PLC0415
 
-    runner = build_runner(_config(args), args.out)
+    config = _config(args)
+    loss, cost = config.objectives
+    print(f"eps (bound on {loss}): {', '.join(f'{e:g}' for e in config.eps)}"
+          f"{'' if 'eps' in _given(args) else ' (default)'}; objectives: {loss}, {cost}")
+    if args.optuna_journal:
+        import importlib.util  # noqa: PLC0415
+
+        from ..errors import ConfigError  # noqa: PLC0415
+
+        if importlib.util.find_spec("optuna") is None:
+            raise ConfigError("needs the package 'optuna' (pip install tocsr-nas[optuna])", key="--optuna-journal")
+    runner = build_runner(config, args.out)
     if runner.resumed:
         print(f"resuming {args.out}: {runner.resumed} trials stored", flush=True)
+    if args.optuna_journal:
+        from ..search.optuna_journal import OptunaJournalMirror  # noqa: PLC0415
+
+        runner.observers.append(OptunaJournalMirror(args.optuna_journal, runner.space, study_name=runner.out_dir.name,
+                                                    objectives=config.objectives, records=runner.store.records))
+        print(f"mirroring trials to {args.optuna_journal} (optuna-dashboard {args.optuna_journal})")
     frame = runner.run(progress=not args.quiet)
     complete = frame[frame.state == "complete"] if len(frame) else frame
     print(f"{len(frame)} trials ({len(complete)} complete) in {args.out}/trials.jsonl")
-    front = pareto_trials(args.out)
+    meets = complete[complete[loss] <= config.eps[0]] if len(complete) and loss in complete else complete.iloc[:0]
+    if meets.empty:
+        best = f"; best {loss} {complete[loss].min():.4g}" if len(complete) and loss in complete else ""
+        print(f"no complete trial meets {loss} <= eps {config.eps[0]:g}{best}")
+    front = pareto_trials(args.out, loss=loss, cost=cost)
     if len(front):
-        print(front[["trial_id", "loss", "gmacs", "params_m", "arch"]].to_string(index=False))
+        columns = list(dict.fromkeys(["trial_id", loss, cost, "gmacs", "params_m"]))
+        columns += [c for c in ("latency_ms",) if c in front and c not in columns] + ["arch"]
+        print(front[columns].to_string(index=False))
     return 0
+
+
+def _given(args: argparse.Namespace) -> set[str]:
+    """Config fields set by flags or by the --config file."""
+    data = set(read_mapping(args.config)) if args.config else set()
+    return data | {k for k, v in vars(args).items() if v is not None}
 
 
 def run_pareto(args: argparse.Namespace) -> int:
@@ -99,7 +135,9 @@ def run_pareto(args: argparse.Namespace) -> int:
     elif front.empty:
         print("no complete trials yet")
     else:
-        print(front[["trial_id", "loss", "gmacs", "params_m", "params_ratio", "macs_ratio", "arch"]].to_string(index=False))
+        latency = [c for c in ("latency_ms", "latency_ratio") if c in front]
+        print(front[["trial_id", "loss", "gmacs", "params_m", "params_ratio", "macs_ratio", *latency, "arch"]]
+              .to_string(index=False))
     return 0
 
 
@@ -123,5 +161,19 @@ def run_extract(args: argparse.Namespace) -> int:
     with folder_lock(args.out):
         check_extract_target(args.out, overwrite=args.overwrite)  # again, now that no one else writes it
         arch = extract_arch(config.space, arch_text, surrogates, args.out)
-    print(json.dumps({"arch": str(arch), "arch_id": arch.arch_id, "out": args.out}))
+    summary = {"arch": str(arch), "arch_id": arch.arch_id, "out": args.out, **winner_ratios(args.folder, arch.arch_id)}
+    print(json.dumps(summary))
     return 0
+
+
+def winner_ratios(folder: str, arch_id: str) -> dict[str, float]:
+    """How many times smaller/faster than the teacher the arch is (params, GMACs, latency), from its stored trial."""
+    from ..search.store import read_trials  # noqa: PLC0415
+
+    frame = read_trials(folder)
+    rows = frame[frame.arch_id == arch_id] if len(frame) else frame
+    if rows.empty:
+        return {}
+    row = rows.iloc[0]
+    return {key: float(row[key]) for key in ("params_ratio", "macs_ratio", "latency_ratio", "params_m", "gmacs",
+                                             "latency_ms") if key in row and row[key] == row[key]}

@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 import search_spaces
-from evaluators.cost import CostEvaluator
-from evaluators.distillation import DistillationEvaluator, ValidationSet
+from evaluators import Evaluator, make_evaluator
+from evaluators.context import EvaluationContext
+from evaluators.distillation import ValidationSet
 
 from ..arch import Arch
 from ..distill.inputs import build_latent_source, noise_scheduler
@@ -75,8 +76,47 @@ def extract_arch(space_spec: str, arch_text: str, surrogates: str | Path | None,
     return arch
 
 
+def evaluation_context(config: SearchConfig, out_dir: Path, space: search_spaces.SearchSpace, teacher: Teacher,
+                       surrogates_id: str = "untrained", built: list[CostTable] | None = None) -> EvaluationContext:
+    """What the search's evaluators are built from; the cost table, supernet and validation set are built lazily.
+
+    ``surrogates_id`` is the surrogates' content hash; a cost table built (not read from ``out_dir``) is appended
+    to ``built`` for the caller to save once it holds the folder.
+    """
+    latent_size = space.latent_size or teacher.latent_size
+
+    def cost_table() -> CostTable:
+        table, new = cached_cost_table(teacher, space, out_dir)
+        if new and built is not None:
+            built.append(table)
+        return table
+
+    def validation() -> ValidationSet:
+        latents = validation_latents(teacher, config.validation, latent_size)
+        return ValidationSet.build(teacher, latents, batch_size=config.validation.batch_size,
+                                   seed=config.validation.seed, scheduler=noise_scheduler(space.teacher))
+
+    return EvaluationContext(
+        space=space, teacher=teacher, cache_dir=out_dir, constraints=config.constraints,
+        shared={"cost_table": cost_table,
+                "supernet": lambda: trained_supernet(teacher, space, config.surrogates),
+                "validation": validation},
+        surrogates_id=f"{space_fingerprint(space)}:{surrogates_id}")
+
+
+def build_evaluators(config: SearchConfig, context: EvaluationContext) -> list[Evaluator]:
+    """The evaluators the config names, built through the registry with their options, in order."""
+    evaluators = []
+    for spec in config.effective_evaluators:
+        try:
+            evaluators.append(make_evaluator(spec.name, context=context, **spec.options))
+        except TypeError as err:  # an option the factory does not take
+            raise ConfigError(f"evaluator '{spec.name}': {err}", key="evaluators") from err
+    return evaluators
+
+
 def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
-    """Everything a search needs, from its config; the cost table is cached in ``out_dir``.
+    """Everything a search needs, from its config; tables measured once (cost, latency) are cached in ``out_dir``.
 
     Every input is validated (space, strategy and options, budget, surrogates, the folder's provenance) before
     anything is written; the returned runner holds the folder's lock until it has run.
@@ -90,18 +130,14 @@ def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
     search_strategy(config, space, lambda arch: 0.0)  # options and budget, before any slow work
     surrogates_id = surrogates_hash(config.surrogates) if config.surrogates else "untrained"
     teacher = load_teacher(space.teacher)
-    table, built = cached_cost_table(teacher, space, out_dir)
-    cheap = [CostEvaluator(table, max_gmacs=config.max_gmacs, max_params_m=config.max_params_m)]
-    supernet = trained_supernet(teacher, space, config.surrogates)
-    latent_size = space.latent_size or teacher.latent_size
-    latents = validation_latents(teacher, config.validation, latent_size)
-    validation = ValidationSet.build(teacher, latents, batch_size=config.validation.batch_size,
-                                     seed=config.validation.seed, scheduler=noise_scheduler(space.teacher))
-    expensive = [DistillationEvaluator(supernet, validation, surrogates_id=f"{space_fingerprint(space)}:{surrogates_id}")]
+    built: list[CostTable] = []
+    context = evaluation_context(config, out_dir, space, teacher, surrogates_id, built)
+    evaluators = build_evaluators(config, context)
     provenance = {"teacher_hash": teacher_hash(teacher.unet, space), "surrogates_hash": surrogates_id,
-                  "latent_size": latent_size}
-    runner = SearchRunner(config, out_dir, space=space, table=table, cheap=cheap, expensive=expensive,
+                  "latent_size": space.latent_size or teacher.latent_size}
+    runner = SearchRunner(config, out_dir, space=space, table=context.get("cost_table"),
+                          cheap=[e for e in evaluators if e.cheap], expensive=[e for e in evaluators if not e.cheap],
                           executor=executor_from_config(config.executor), provenance=provenance)
-    if built:
+    for table in built:  # saved once the runner holds the folder
         table.save(out_dir / COST_TABLE_FILE)
     return runner

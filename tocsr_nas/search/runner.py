@@ -55,11 +55,10 @@ def check_search_folder(out_dir: Path) -> None:
 
 def search_strategy(config: SearchConfig, space: SearchSpace, cost: Callable[[Arch], float]) -> Strategy:
     """The configured strategy (its options validated, the budget checked against its initial design)."""
-    options = dict(config.strategy_options)
-    if config.strategy == "bo":
-        options.setdefault("eps", config.eps)
-    problem = Problem(space=space, cost=cost, max_cost=config.max_gmacs)
-    strategy = make_strategy(config.strategy, problem, seed=config.seed, **options)
+    loss_key, cost_key = config.objectives
+    problem = Problem(space=space, cost=cost, loss_key=loss_key, max_cost=config.constraints.get(cost_key),
+                      eps=tuple(config.eps))
+    strategy = make_strategy(config.strategy, problem, seed=config.seed, **config.strategy_options)
     if config.budget < strategy.min_trials:
         raise ConfigError(f"budget {config.budget} is smaller than strategy '{config.strategy}' needs for its "
                           f"initial design ({strategy.min_trials})", key="budget")
@@ -86,8 +85,8 @@ class ExpensiveEvaluation:
     Picklable when its evaluators are, so executors can ship it to workers.
     """
 
-    def __init__(self, evaluators: Sequence[Evaluator], budget: int | None) -> None:
-        self.evaluators, self.budget = list(evaluators), budget
+    def __init__(self, evaluators: Sequence[Evaluator], budget: int | None, loss_key: str = "loss") -> None:
+        self.evaluators, self.budget, self.loss_key = list(evaluators), budget, loss_key
 
     def __call__(self, arch: Arch) -> dict[str, Any]:
         start = time.perf_counter()
@@ -100,7 +99,20 @@ class ExpensiveEvaluation:
             return {"metrics": metrics, "error": f"{type(err).__name__}: {err}", "seconds": time.perf_counter() - start}
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
         error = f"non-finite metric(s) {bad}" if bad else None
+        if self.loss_key not in metrics:
+            error = f"no evaluator produced the loss objective '{self.loss_key}' (got {sorted(metrics)})"
         return {"metrics": metrics, "error": error, "seconds": time.perf_counter() - start}
+
+
+def objective_cost(cheap: Sequence[Evaluator], metric: str, space: SearchSpace) -> Callable[[Arch], float]:
+    """The exact cost objective ``metric`` as a function of the arch: from the first cheap evaluator producing it."""
+    probe = space.teacher_arch()
+    for evaluator in cheap:
+        if metric in evaluator.evaluate(probe):
+            return lambda arch, evaluator=evaluator: float(evaluator.evaluate(arch)[metric])
+    produced = sorted({k for e in cheap for k in e.evaluate(probe)})
+    raise ConfigError(f"no cheap evaluator produces the cost objective '{metric}'", key="objectives",
+                      allowed=produced)
 
 
 class SearchRunner:
@@ -113,7 +125,8 @@ class SearchRunner:
         self.cheap, self.expensive = list(cheap), list(expensive)
         self.executor = executor or LocalExecutor()
         self._shared_evaluation: Any = None
-        self.strategy = search_strategy(config, space, lambda arch: table.cost(arch).gmacs)
+        self.observers: list[Callable[[TrialRecord], None]] = []  # called with every stored trial (e.g. a mirror)
+        self.strategy = search_strategy(config, space, objective_cost(self.cheap, config.objectives[1], space))
         provenance = search_provenance(config, space, [*self.cheap, *self.expensive], provenance)
         header = {"space": space.name, "fingerprint": space_fingerprint(space), "teacher": space.teacher,
                   "strategy": config.strategy, "seed": config.seed, "config": config.model_dump(mode="json"),
@@ -257,6 +270,8 @@ class SearchRunner:
                                  metrics={**metrics, **result["metrics"]}, batch=batch_index,
                                  seconds=result["seconds"], error=result["error"], asked=asked)
             self.store.append(record)
+            for observer in self.observers:
+                observer(record)
             trials.append(self._as_trial(record))
             bar.update(state != "infeasible")
         self.strategy.tell(trials)
@@ -267,7 +282,8 @@ class SearchRunner:
         keys = [tuple((e.fingerprint, arch.arch_id, self.config.eval_budget) for e in self.expensive) for arch in archs]
         todo = [arch for arch, key in zip(archs, keys) if not all(k in self._cache for k in key)]
         if self._shared_evaluation is None and todo:  # shipped to the workers once, not per trial
-            self._shared_evaluation = self.executor.share(ExpensiveEvaluation(self.expensive, self.config.eval_budget))
+            self._shared_evaluation = self.executor.share(ExpensiveEvaluation(self.expensive, self.config.eval_budget,
+                                                                              self.config.objectives[0]))
         handles = [self.executor.submit(run_evaluation, self._shared_evaluation, arch) for arch in todo]
         fresh = dict(zip([a.arch_id for a in todo], self.executor.gather(handles)))
         results = []

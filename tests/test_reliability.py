@@ -111,8 +111,12 @@ def test_second_writer_is_refused_and_first_finishes(micro_space_path, tmp_path)
     progress = line_count(out / "trials.jsonl")
     while first.poll() is None and progress() < 1:
         time.sleep(0.02)
-    second = subprocess.run(cli("search", "--config", str(config), "--out", str(out), "--quiet"), env=ENV,
-                            capture_output=True, text=True, timeout=300, check=False)
+    first.send_signal(signal.SIGSTOP)  # paused mid-search, still holding the folder
+    try:
+        second = subprocess.run(cli("search", "--config", str(config), "--out", str(out), "--quiet"), env=ENV,
+                                capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert first.wait(timeout=300) == 0, first.stderr.read()
     assert second.returncode == 2
     errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
@@ -194,7 +198,7 @@ def test_run_killed_resumes_exactly(micro_space_path, tmp_path, kills):
 def test_lock_of_a_killed_process_is_taken_over(tmp_path, caplog):
     from tocsr_nas.locking import folder_lock
 
-    code = ("import sys, time; from tocsr_nas.locking import folder_lock; folder_lock(sys.argv[1]).acquire(); "
+    code = ("import sys, time; from tocsr_nas.locking import folder_lock; lock = folder_lock(sys.argv[1]).acquire(); "
             "print('ready', flush=True); time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "ready"

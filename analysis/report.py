@@ -7,7 +7,6 @@ What exists is reported; what does not is named as missing.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tocsr_nas.arch import split_arch_string
+from tocsr_nas.atomic import write_json, write_text
 from tocsr_nas.errors import ConfigError
 from tocsr_nas.search.results import pick_trial
 from tocsr_nas.search.store import TRIALS_FILE, read_header
@@ -222,8 +222,8 @@ def build_report(run: str | Path, out: str | Path | None = None, *, eps: Sequenc
     if stages.sr:
         lines += ["## Super-resolution", "", *_csv_section(stages.sr, out, "sr")]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    write_text(path, "\n".join(lines))
+    write_json(out / "summary.json", summary)
     logger.info("wrote %s", path)
     return path
 
@@ -274,7 +274,7 @@ def build_comparison(runs: Sequence[str | Path], out: str | Path, *, true_front:
                                  title="loss vs GMACs, all seeds of each strategy")
     lines += ["## Pareto fronts", "", f"![pareto]({pareto.path.name})", ""]
     path = out / "compare.md"
-    path.write_text("\n".join(lines))
-    (out / "summary.json").write_text(ranking.to_json(orient="records", indent=1))
+    write_text(path, "\n".join(lines))
+    write_text(out / "summary.json", ranking.to_json(orient="records", indent=1))
     logger.info("wrote %s", path)
     return path

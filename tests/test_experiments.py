@@ -86,6 +86,22 @@ def test_pipeline_runs_and_resumes(micro_experiment, tmp_path):
     assert third["surrogates"]["skipped"] and not third["search"]["skipped"] and not third["extract"]["skipped"]
 
 
+def test_retrained_surrogates_rerun_everything_downstream(micro_experiment, tmp_path):
+    """The surrogates stage retrained (another config): search and extract rerun on the new surrogates, never
+    returning trials measured with the old ones."""
+    from tocsr_nas.distill.store import surrogates_hash
+    from tocsr_nas.search.store import read_header
+
+    (_, config), = resolve(micro_experiment, ["stages=[surrogates, search]"])
+    run_experiment(config, tmp_path / "run")
+    old = read_header(tmp_path / "run" / "search")["provenance"]["surrogates_hash"]
+    (_, retrained), = resolve(micro_experiment, ["stages=[surrogates, search]", "surrogates.steps=5"])
+    results = run_experiment(retrained, tmp_path / "run")
+    assert not results["surrogates"]["skipped"] and not results["search"]["skipped"]
+    new = read_header(tmp_path / "run" / "search")["provenance"]["surrogates_hash"]
+    assert new == surrogates_hash(tmp_path / "run" / "surrogates") != old
+
+
 def test_sweep_shares_stages_that_do_not_change(micro_experiment, tmp_path):
     from tocsr_nas.experiments import stage_folders
 

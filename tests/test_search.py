@@ -109,7 +109,7 @@ stages: [{name: down, units: ["down_blocks.*"]}]
 """, "other.yaml"))
     table = build_cost_table(micro_teacher, other, ptflops=False, progress=False)
     config = SearchConfig(space=str(other.source), strategy="random", budget=1, validation=GAUSSIAN)
-    with pytest.raises(ConfigError, match=r"trials.jsonl: space: written for another search"):
+    with pytest.raises(ConfigError, match=r"trials.jsonl: space changed \(micro -> other\): this folder holds another search"):
         SearchRunner(config, tmp_path, space=other, table=table, cheap=[CostEvaluator(table)], expensive=[])
 
 

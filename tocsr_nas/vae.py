@@ -9,15 +9,13 @@ image's global colour and brightness, which a small, briefly trained VAE then fa
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import AutoencoderKL
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
+from .atomic import read_safetensors, save_safetensors, write_json
 from .config_io import read_mapping
 from .errors import ConfigError
 
@@ -56,9 +54,8 @@ def save_vae(vae: AutoencoderKL, folder: str | Path, dtype: torch.dtype = torch.
     """Write ``vae.json`` and ``vae.safetensors`` (tensors cast to ``dtype``) into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / VAE_CONFIG_FILE).write_text(json.dumps(vae_config(vae), indent=2) + "\n")
-    tensors = {k: v.detach().to(dtype).contiguous() for k, v in vae.state_dict().items()}
-    save_file(tensors, str(folder / VAE_WEIGHTS_FILE))
+    write_json(folder / VAE_CONFIG_FILE, vae_config(vae), indent=2)
+    save_safetensors(folder / VAE_WEIGHTS_FILE, {k: v.to(dtype) for k, v in vae.state_dict().items()})
 
 
 def load_vae(folder: str | Path) -> AutoencoderKL:
@@ -72,12 +69,7 @@ def load_vae(folder: str | Path) -> AutoencoderKL:
 
 def load_state(module: torch.nn.Module, path: Path) -> None:
     """Load a safetensors file into ``module`` (cast to its dtype); any mismatch is a ``ConfigError``."""
-    if not path.is_file():
-        raise ConfigError("weights file not found", source=path)
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as err:
-        raise ConfigError(f"not a readable safetensors file ({str(err).splitlines()[0]})", source=path) from None
+    tensors, _ = read_safetensors(path)
     expected = module.state_dict()
     if set(tensors) != set(expected):
         missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))

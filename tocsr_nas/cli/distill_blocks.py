@@ -4,18 +4,22 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..device import add_device_args, device_overrides
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..distill import DistillConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "distill-blocks", help="train the surrogate blocks of a search space by feature distillation",
         description="Train every candidate of every unit to reproduce its teacher unit (one teacher forward per "
-                    "step feeds all candidates). Resumes from the checkpoints in --out; finished candidates are "
-                    "kept unless their config changed. Writes one safetensors file per candidate, manifest.json, "
-                    "relative_errors.csv and report.json into --out.",
+                    "step feeds all candidates). Resumes from the checkpoints in --out (and says so); finished "
+                    "candidates are kept unless their config changed. One process per folder. Writes one "
+                    "safetensors file per candidate, manifest.json, relative_errors.csv and report.json into --out.",
         epilog="Examples:\n  tocsr-nas distill-blocks --space tiny_ldm --out runs/x/surrogates\n"
                "  tocsr-nas distill-blocks --config experiments/recipes/distill_blocks.yaml --out runs/x/surrogates "
                "--executor ray --workers 2\n"
@@ -67,18 +71,71 @@ def _overrides(args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]
     return data
 
 
+def check_inputs(config: DistillConfig, out: Path) -> None:
+    """Refuse bad inputs that would otherwise surface only after the folder is written (one-line ConfigError)."""
+    import search_spaces  # noqa: PLC0415
+
+    from ..data.images import resolve_image_files  # noqa: PLC0415
+    from ..distill.store import MANIFEST_FILE, SurrogateStore  # noqa: PLC0415
+    from ..experiments.manifest import MANIFEST as STAGE_MANIFEST  # noqa: PLC0415
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError("exists and is not a folder", source=out)
+    if out.is_dir() and not (out / MANIFEST_FILE).exists():
+        others = sorted(p.name for p in out.iterdir() if p.name != STAGE_MANIFEST)
+        if others:
+            raise ConfigError(f"not a surrogate folder (no {MANIFEST_FILE}, holds {others[0]}): use a new --out",
+                              source=out)
+    space = search_spaces.load(config.space)
+    if config.student_arch is not None:
+        space.parse(config.student_arch)
+    if config.student_surrogates is not None:
+        SurrogateStore(config.student_surrogates).manifest()
+    latents = config.latents
+    if latents.source == "file":
+        if latents.file is None or not Path(latents.file).is_file():
+            raise ConfigError("latents file not found", source=latents.file, key="latents.file")
+    elif latents.source != "gaussian":
+        resolve_image_files(latents.images)
+    if config.cache_dir is not None and Path(config.cache_dir).exists() and not Path(config.cache_dir).is_dir():
+        raise ConfigError("exists and is not a folder", source=config.cache_dir, key="cache_dir")
+
+
+def stored_statuses(out: Path) -> dict[str, int]:
+    """Candidate statuses already recorded in a surrogate folder (empty for a new one)."""
+    from ..distill.store import CANDIDATE_DIR, CandidateRecord  # noqa: PLC0415
+
+    counts: dict[str, int] = {}
+    for path in sorted((out / CANDIDATE_DIR).glob("*.json")):
+        try:
+            status = CandidateRecord.from_json(json.loads(path.read_text())).status
+        except (OSError, ValueError, TypeError):
+            status = "unreadable"
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import write_json  # noqa: PLC0415
     from ..config_io import read_mapping, validate  # noqa: PLC0415  (pydantic/yaml only when run)
     from ..distill import DistillConfig, distill_blocks  # noqa: PLC0415 (heavy imports only for this command)
+    from ..locking import folder_lock  # noqa: PLC0415
 
     data = read_mapping(args.config) if args.config is not None else {}
     config = validate(DistillConfig, _overrides(args, data), source=args.config or "command line")
+    check_inputs(config, args.out)
     if args.dry_run:
         print(distill_blocks(config, args.out, dry_run=True).describe())
         return 0
-    report = distill_blocks(config, args.out, retry_failed=args.retry_failed)
-    summary = report.to_json()
-    (args.out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lock = folder_lock(args.out)
+    lock.check()
+    with lock:
+        stored = stored_statuses(args.out)
+        if stored:
+            print(f"resuming {args.out}: {sum(stored.values())} candidates stored ("
+                  + ", ".join(f"{n} {s}" for s, n in sorted(stored.items())) + ")", flush=True)
+        report = distill_blocks(config, args.out, retry_failed=args.retry_failed)
+        write_json(args.out / "report.json", report.to_json(), indent=2)
     trained = [r for r in report.records if r.status == "done"]
     print(f"{len(report.records)} candidates: " + ", ".join(f"{n} {s}" for s, n in sorted(report.counts().items())))
     if trained:

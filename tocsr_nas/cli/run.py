@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -10,7 +9,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run", help="run an experiment YAML (stages, sweeps; resumable)",
         description="Run the stages of an experiment YAML into RUNS/<name>/. key=value pairs override config keys "
-                    "(dotted, YAML values); a sweep: expands into several runs. Re-running skips finished stages.",
+                    "(dotted, YAML values); a sweep: expands into several runs. Re-running skips finished stages; "
+                    "a stage whose config or upstream outputs changed reruns with everything after it (its old "
+                    "folder is cleared). One process per run folder.",
         epilog="Example: tocsr-nas run experiments/quickstart.yaml search.budget=10 seed=1")
     parser.add_argument("experiment", help="an experiment YAML, e.g. experiments/quickstart.yaml")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -20,6 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import write_json  # noqa: PLC0415
     from ..experiments import check_run_count, resolve, run_experiment, stage_folders  # noqa: PLC0415
 
     runs = resolve(args.experiment, args.overrides)
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         for stage, result in results.items():
             state = "skipped (up to date)" if result["skipped"] else f"{result['seconds']:.1f} s"
             print(f"  {stage:<12} {state}")
-        (run_dir / "run_summary.json").write_text(json.dumps(results, indent=1, default=str))
+        write_json(run_dir / "run_summary.json", results)
     if len(runs) > 1 and "search" in runs[0][1].stages and "report" in runs[0][1].stages:
         from analysis.report import build_comparison  # noqa: PLC0415
 

@@ -15,7 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     search = subparsers.add_parser(
         "search", help="search a space (resumes when --out holds an earlier run)",
         description="Search a space with a strategy; every trial goes to OUT/trials.jsonl. Re-running the same "
-                    "command resumes a killed search without losing or repeating a trial.",
+                    "command resumes a killed search exactly (no trial lost or repeated; the same proposals as an "
+                    "uninterrupted run); a larger --budget continues it. A folder searched with other inputs "
+                    "(surrogates, validation set, strategy, seed, ...) is refused. One process per folder.",
         epilog="Example: tocsr-nas search --space tiny_ldm --strategy bo --eps 0.05 --budget 100 "
                "--surrogates runs/x/surrogates --out runs/x/search")
     search.add_argument("--config", help="a YAML with SearchConfig fields; flags below override it")
@@ -59,11 +61,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("folder")
     extract.add_argument("--pick", default="best", help="'best' (cheapest with loss <= eps) or an arch string")
     extract.add_argument("--eps", type=float, help="loss bound for --pick best (default: the search's first eps)")
-    extract.add_argument("--out", required=True, help="folder for the compact UNet")
+    extract.add_argument("--out", required=True, help="folder for the compact UNet (must not exist)")
+    extract.add_argument("--overwrite", action="store_true",
+                         help="replace an existing compact-UNet folder at --out (atomically; nothing else is replaced)")
     extract.set_defaults(func=run_extract)
 
 
 def _config(args: argparse.Namespace) -> SearchConfig:
+    """The search config from ``--config`` and the flags (validated; nothing is written)."""
     from ..config_io import read_mapping, validate  # noqa: PLC0415  (pydantic/yaml only when run)
     from ..search.config import SearchConfig  # noqa: PLC0415 (the search package imports every strategy)
 
@@ -95,6 +100,8 @@ def run_search(args: argparse.Namespace) -> int:
         if importlib.util.find_spec("optuna") is None:
             raise ConfigError("needs the package 'optuna' (pip install tocsr-nas[optuna])", key="--optuna-journal")
     runner = build_runner(config, args.out)
+    if runner.resumed:
+        print(f"resuming {args.out}: {runner.resumed} trials stored", flush=True)
     if args.optuna_journal:
         from ..search.optuna_journal import OptunaJournalMirror  # noqa: PLC0415
 
@@ -140,14 +147,25 @@ def run_pareto(args: argparse.Namespace) -> int:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from ..search.components import compact_cost, extract_arch  # noqa: PLC0415 (heavy imports only for this command)
-    from ..search.config import SearchConfig  # noqa: PLC0415
-    from ..search.results import pick_trial  # noqa: PLC0415
-    from ..search.store import read_header  # noqa: PLC0415
+    import search_spaces  # noqa: PLC0415
 
-    config = SearchConfig.model_validate(read_header(args.folder)["config"])
+    from ..locking import folder_lock  # noqa: PLC0415
+    from ..search.components import compact_cost, extract_arch  # noqa: PLC0415 (heavy imports only for this command)
+    from ..search.results import (  # noqa: PLC0415
+        check_extract_target,
+        pick_trial,
+        search_config,
+        search_surrogates,
+    )
+
+    config = search_config(args.folder)
     arch_text = pick_trial(args.folder, args.eps).arch if args.pick == "best" else args.pick
-    arch = extract_arch(config.space, arch_text, config.surrogates, args.out)
+    search_spaces.load(config.space).parse(arch_text)  # a bad --pick is refused before anything is written
+    surrogates = search_surrogates(args.folder)
+    check_extract_target(args.out, overwrite=args.overwrite)
+    with folder_lock(args.out):
+        check_extract_target(args.out, overwrite=args.overwrite)  # again, now that no one else writes it
+        arch = extract_arch(config.space, arch_text, surrogates, args.out)
     cost = compact_cost(args.folder, config.space, arch)
     if cost is not None:
         print(f"compact UNet: {cost['params_m']:.1f}M params, {cost['gmacs']:.1f} GMACs at a {cost['latent_size']}x"

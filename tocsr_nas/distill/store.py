@@ -9,8 +9,10 @@ Layout of ``out/``::
     checkpoints/<key>.safetensors  mid-training state: weights + Adam moments (metadata: step)
 
 ``<key>`` is the unit path and candidate label, sanitised for file names, plus a short hash. Every file is
-written to a temporary name and renamed, so a killed run never leaves a half-written file. Records are one file
-per candidate so that parallel workers never write the same file.
+written atomically and fsynced (:mod:`tocsr_nas.atomic`), so a killed run never leaves a half-written file. Records
+are one file per candidate so that parallel workers never write the same file. A record of trained weights holds
+their sha256, so :func:`surrogates_hash` (the folder's content hash, which searches record as provenance) needs
+no pass over the weights.
 """
 from __future__ import annotations
 
@@ -19,20 +21,24 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from search_spaces import SearchSpace
 
+from ..atomic import (
+    atomic_write,
+    digest,
+    read_safetensors,
+    save_safetensors,
+    sha256_file,
+    write_json,
+)
 from ..errors import ConfigError
 from ..profiling.cost_table import space_fingerprint
 from ..vae import load_state
@@ -65,12 +71,12 @@ def candidate_config_hash(config_hash: str, unit: str, op: str, hparams: dict[st
 
 
 def _hash_state(state: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
+    hasher = hashlib.sha256()
     for name in sorted(state):
         tensor = state[name].detach().to(torch.float32).contiguous().cpu()
-        digest.update(f"{name}{tuple(tensor.shape)}".encode())
-        digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()[:16]
+        hasher.update(f"{name}{tuple(tensor.shape)}".encode())
+        hasher.update(tensor.numpy().tobytes())
+    return hasher.hexdigest()[:16]
 
 
 def _teacher_units(space: SearchSpace) -> tuple[set[str], set[str]]:
@@ -131,6 +137,7 @@ class CandidateRecord:
     train_loss: float | None = None
     error: str | None = None
     wall_s: float = 0.0
+    weights_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -141,21 +148,8 @@ class CandidateRecord:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+    write_json(path, data, indent=2)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -231,9 +225,9 @@ class SurrogateStore:
     # -- weights ----------------------------------------------------------------------------------------------
     def save_weights(self, record: CandidateRecord, module: nn.Module) -> None:
         """Write the trained weights, then the record (status ``done``), then drop the checkpoint."""
-        tensors = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
         metadata = {"unit": record.unit, "label": record.label, "config_hash": record.config_hash}
-        _atomic_write(self.weights_path(record.key), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        path = save_safetensors(self.weights_path(record.key), module.state_dict(), metadata)
+        record.weights_sha256 = sha256_file(path)
         self.write_record(record)
         self.checkpoint_path(record.key).unlink(missing_ok=True)
 
@@ -244,7 +238,7 @@ class SurrogateStore:
             for name, value in state.items():
                 tensors[f"opt.{index}.{name}"] = torch.as_tensor(value).detach().contiguous()
         metadata = {"step": str(record.step), "config_hash": record.config_hash}
-        _atomic_write(self.checkpoint_path(record.key), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        save_safetensors(self.checkpoint_path(record.key), tensors, metadata)
         self.write_record(record)
 
     def load_checkpoint(self, record: CandidateRecord, module: nn.Module, optimizer: torch.optim.Optimizer) -> int | None:
@@ -253,11 +247,9 @@ class SurrogateStore:
         if not path.is_file():
             return None
         try:
-            with safe_open(str(path), framework="pt") as stream:
-                metadata = stream.metadata() or {}
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError) as err:
-            log.warning("ignoring unreadable checkpoint %s (%s)", path, err)
+            tensors, metadata = read_safetensors(path)
+        except ConfigError as err:
+            log.warning("ignoring an unreadable checkpoint: %s", err)
             return None
         if metadata.get("config_hash") != record.config_hash:
             return None
@@ -283,8 +275,31 @@ class SurrogateStore:
                 for record in records:
                     writer.writerow(record.to_json())
 
-        _atomic_write(path, write)
+        atomic_write(path, write)
         return path
+
+
+def surrogates_hash(folder: str | Path) -> str:
+    """The content hash of a surrogate folder: its config hash and every candidate's status and weights sha256.
+
+    Retraining any candidate (or the whole folder with another config) changes it. A ConfigError when ``folder``
+    is not a surrogate folder.
+    """
+    store = SurrogateStore(folder)
+    manifest = store.manifest()
+    if manifest.get("format") != FORMAT:
+        raise ConfigError("not a surrogate folder", source=Path(folder) / MANIFEST_FILE, key="format", allowed=[FORMAT])
+    entries: dict[str, Any] = {}
+    for key in sorted(manifest.get("candidates", {})):
+        record = store.read_record(key)
+        if record is None:
+            entries[key] = None
+            continue
+        sha = record.weights_sha256
+        if record.status == "done" and sha is None and store.weights_path(key).is_file():
+            sha = sha256_file(store.weights_path(key))  # a folder written before records held their checksum
+        entries[key] = [record.status, record.config_hash, sha]
+    return digest({"config_hash": manifest.get("config_hash"), "candidates": entries})
 
 
 def load_surrogates(supernet: nn.Module, folder: str | Path) -> dict[str, str]:
@@ -319,5 +334,6 @@ __all__ = [
     "candidate_key",
     "load_surrogates",
     "supernet_teacher_hash",
+    "surrogates_hash",
     "teacher_hash",
 ]

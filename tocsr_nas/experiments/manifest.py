@@ -1,19 +1,21 @@
-"""Stage manifests (``stage.json``): what produced a stage folder (resolved config and its hash, seed, versions, git commit).
+"""Stage manifests (``stage.json``): what produced a stage folder (resolved config, the output hashes of the upstream
+stages it read, their combined hash, seed, versions, git commit) and, once complete, the hash of its own output.
 
-A stage whose folder holds a *complete* manifest with the same config hash is skipped on a re-run, so a killed
-experiment resumes at the first unfinished stage.
+A stage whose folder holds a *complete* manifest with the same hash is skipped on a re-run, so a killed experiment
+resumes at the first unfinished stage; an upstream stage that produced other outputs changes the hash, so
+everything downstream of it runs again.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
-import os
 import platform
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+from ..atomic import checksums, digest, write_json
 
 MANIFEST = "stage.json"  # not manifest.json: stage outputs (e.g. surrogate folders) have their own
 PACKAGES = ("tocsr-nas", "torch", "diffusers", "botorch", "fvcore", "numpy", "pandas")
@@ -21,7 +23,15 @@ PACKAGES = ("tocsr-nas", "torch", "diffusers", "botorch", "fvcore", "numpy", "pa
 
 def config_hash(config: Any) -> str:
     """A stable hash of a JSON-able config."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest(config)
+
+
+def output_hash(folder: str | Path) -> str:
+    """The content hash of a stage's outputs: every file but its manifest and hidden files (checksum manifest)."""
+    folder = Path(folder)
+    files = [p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST
+             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    return digest(checksums(folder, [str(p.relative_to(folder)) for p in files]))
 
 
 def versions() -> dict[str, str | None]:
@@ -49,9 +59,10 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def is_complete(folder: str | Path, config: Any) -> bool:
@@ -61,11 +72,7 @@ def is_complete(folder: str | Path, config: Any) -> bool:
 
 
 def write_manifest(folder: str | Path, stage: str, config: Any, seed: int, status: str, **extra: Any) -> None:
-    """Write ``manifest.json`` atomically."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``stage.json`` atomically (fsynced)."""
     data = {"stage": stage, "status": status, "config": config, "config_hash": config_hash(config), "seed": seed,
             "versions": versions(), "git_commit": git_commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
-    tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, folder / MANIFEST)
+    write_json(Path(folder) / MANIFEST, data)

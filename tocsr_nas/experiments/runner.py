@@ -1,12 +1,16 @@
 """Running an experiment YAML: resolve config (base, overrides, sweep), then run its stages in order.
 
 Every stage writes ``runs/<name>[/<sweep point>]/<stage>/`` with a manifest; a stage whose manifest is complete
-with the same config hash is skipped, so a killed run resumes at the first unfinished stage.
+with the same hash (its config section plus the output hashes of the finished upstream stages) is skipped, so a
+killed run resumes at the first unfinished stage and a stage whose inputs changed reruns with all that follows.
+A stale stage folder the runner made itself (it holds a ``stage.json`` with another hash) is cleared before the
+stage reruns; a folder it did not make is never touched. One process at a time writes a run folder (locks).
 """
 from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,11 +18,26 @@ from typing import Any
 
 from ..config_io import validate
 from ..errors import ConfigError
+from ..locking import folder_lock
 from ..plugins import load_config_plugins
-from .config import expand_sweep, flatten, load_experiment, parse_overrides, run_suffix, set_dotted
-from .manifest import is_complete, write_manifest
+from .config import (
+    expand_sweep,
+    flatten,
+    load_experiment,
+    parse_overrides,
+    run_suffix,
+    set_dotted,
+)
+from .manifest import (
+    MANIFEST,
+    config_hash,
+    is_complete,
+    output_hash,
+    read_manifest,
+    write_manifest,
+)
 from .schema import ExperimentConfig
-from .stages import ORDER, STAGES, StageContext
+from .stages import ORDER, STAGES, StageContext, check_stages
 
 logger = logging.getLogger(__name__)
 
@@ -66,29 +85,61 @@ def stage_config(config: ExperimentConfig, stage: str) -> dict[str, Any]:
     return {"space": dump["space"], "seed": dump["seed"], **{s: dump[s] for s in upstream if s in dump}}
 
 
+def upstream_outputs(stage: str, folders: dict[str, Path]) -> dict[str, str]:
+    """The recorded output hashes of the finished stages before ``stage`` (what it may have read)."""
+    found = {}
+    for upstream in ORDER[: ORDER.index(stage)]:
+        manifest = read_manifest(folders[upstream])
+        if manifest and manifest.get("status") == "complete" and manifest.get("output_hash"):
+            found[upstream] = manifest["output_hash"]
+    return found
+
+
+def prepare_stage_folder(folder: Path, stage: str, key: dict[str, Any]) -> None:
+    """Clear a stale folder this runner made (a ``stage.json`` with another hash); refuse one it did not make."""
+    manifest = read_manifest(folder)
+    if manifest is not None:
+        if manifest.get("stage") != stage:
+            raise ConfigError(f"holds stage '{manifest.get('stage')}', not '{stage}'", source=folder / MANIFEST)
+        if manifest.get("status") == "running" and manifest.get("config_hash") == config_hash(key):
+            return  # the same stage killed midway: it resumes from what is there
+        logger.warning("stage %s: inputs changed since %s was made: clearing it", stage, folder)
+        shutil.rmtree(folder)
+    elif folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ConfigError(f"exists but was not made by the experiment runner (no {MANIFEST}): move it away or "
+                          "use another --runs-dir", source=folder)
+
+
 def run_experiment(config: ExperimentConfig, run_dir: str | Path,
                    folders: dict[str, Path] | None = None) -> dict[str, Any]:
     """Run (or resume) every stage of ``config`` in ``run_dir``; returns ``{stage: {seconds, skipped, summary}}``.
 
-    ``folders`` maps stages to folders outside ``run_dir`` (stages shared by the runs of a sweep).
+    ``folders`` maps stages to folders outside ``run_dir`` (stages shared by the runs of a sweep). The run folder
+    and each stage folder are locked while written.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     folders = {stage: Path(folders[stage]) if folders and stage in folders else run_dir / stage for stage in ORDER}
     results: dict[str, Any] = {}
-    for stage in config.stages:
-        folder = folders[stage]
-        section = stage_config(config, stage)
-        if is_complete(folder, section):
-            logger.info("stage %s: up to date, skipped", stage)
-            results[stage] = {"skipped": True, "seconds": 0.0}
-            continue
-        write_manifest(folder, stage, section, config.seed, status="running")
-        start = time.perf_counter()
-        summary = STAGES[stage](StageContext(config=config, run_dir=run_dir, stage=stage, folders=folders))
-        seconds = time.perf_counter() - start
-        write_manifest(folder, stage, section, config.seed, status="complete", seconds=seconds, summary=summary)
-        results[stage] = {"skipped": False, "seconds": seconds, "summary": summary}
+    check_stages(config, folders, run_dir)
+    with folder_lock(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stage in config.stages:
+            folder = folders[stage]
+            section = stage_config(config, stage)
+            key = {"config": section, "upstream": upstream_outputs(stage, folders)}
+            if is_complete(folder, key):
+                logger.info("stage %s: up to date, skipped", stage)
+                results[stage] = {"skipped": True, "seconds": 0.0}
+                continue
+            with folder_lock(folder):
+                prepare_stage_folder(folder, stage, key)
+                write_manifest(folder, stage, key, config.seed, status="running")
+                start = time.perf_counter()
+                summary = STAGES[stage](StageContext(config=config, run_dir=run_dir, stage=stage, folders=folders))
+                seconds = time.perf_counter() - start
+                write_manifest(folder, stage, key, config.seed, status="complete", seconds=seconds, summary=summary,
+                               output_hash=output_hash(folder))
+            results[stage] = {"skipped": False, "seconds": seconds, "summary": summary}
     return results
 
 

@@ -6,11 +6,11 @@ folders of the stages it depends on through ``ctx.require(name)``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_json, write_text
 from ..errors import ConfigError
 from .manifest import read_manifest
 
@@ -46,6 +46,26 @@ class StageContext:
 
 STAGES: dict[str, StageFn] = {}
 ORDER = ("surrogates", "search", "extract", "sr", "onestep", "evaluate", "report")
+REQUIRES = {"extract": ("search",), "sr": ("extract",), "onestep": ("sr",), "evaluate": ("onestep",),
+            "report": ("search",)}  # upstream stages whose output a stage cannot run without
+
+
+def check_stages(config: Any, folders: dict[str, Path], run_dir: Path) -> None:
+    """Refuse, before anything is written, a stage whose required upstream stage neither runs before it nor ran,
+    and a search whose strategy, options or budget are bad."""
+    stages = list(config.stages)
+    if "search" in stages:
+        import search_spaces  # noqa: PLC0415
+
+        from ..search.runner import search_strategy  # noqa: PLC0415
+
+        search_strategy(config.search, search_spaces.load(config.search.space), lambda arch: 0.0)
+    for index, stage in enumerate(stages):
+        for upstream in REQUIRES.get(stage, ()):
+            manifest = read_manifest(folders[upstream])
+            if upstream not in stages[:index] and not (manifest and manifest.get("status") == "complete"):
+                raise ConfigError(f"stage '{stage}' needs the output of stage '{upstream}', which has not run: "
+                                  f"add '{upstream}' to stages (or run it first)", source=run_dir, key="stages")
 
 
 def stage(name: str) -> Callable[[StageFn], StageFn]:
@@ -81,14 +101,14 @@ def search_stage(ctx: StageContext) -> dict[str, Any]:
 @stage("extract")
 def extract_stage(ctx: StageContext) -> dict[str, Any]:
     from ..search.components import extract_arch  # noqa: PLC0415
-    from ..search.results import pick_trial  # noqa: PLC0415
+    from ..search.results import pick_trial, search_surrogates  # noqa: PLC0415
 
-    picked = pick_trial(ctx.require("search"), ctx.config.extract.eps)
-    surrogates = ctx.config.search.surrogates or (ctx.require("surrogates") if ctx.has("surrogates") else None)
-    arch = extract_arch(ctx.config.search.space, picked.arch, surrogates, ctx.out / "compact")
+    search = ctx.require("search")
+    picked = pick_trial(search, ctx.config.extract.eps)
+    arch = extract_arch(ctx.config.search.space, picked.arch, search_surrogates(search), ctx.out / "compact")
     summary = {"arch": str(arch), "arch_id": arch.arch_id, **{k: float(picked[k]) for k in
                ("loss", "gmacs", "params_m", "params_ratio", "macs_ratio")}}
-    (ctx.out / "winner.json").write_text(json.dumps(summary, indent=1))
+    write_json(ctx.out / "winner.json", summary)
     return summary
 
 
@@ -150,10 +170,10 @@ def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
     summary = summarize(rows)
     write_csv(ctx.out / "per_image.csv", rows)
     write_csv(ctx.out / "summary.csv", summary)
-    (ctx.out / "summary.md").write_text(markdown_table(summary) + "\n")
+    write_text(ctx.out / "summary.md", markdown_table(summary) + "\n")
     latency = {"onestep_s": measure_latency(onestep, config.latency_size, repeats=2)}
     if config.diffusion_steps:
         latency[f"diffusion_{config.diffusion_steps}_s"] = measure_latency(diffusion, config.latency_size,
                                                                             steps=config.diffusion_steps, repeats=2)
-    (ctx.out / "latency.json").write_text(json.dumps(latency, indent=1))
+    write_json(ctx.out / "latency.json", latency)
     return {"summary": summary, "latency": latency}

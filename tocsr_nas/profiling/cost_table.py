@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 from search_spaces import SearchSpace
 
 from ..arch import Arch
+from ..atomic import write_json
 from ..compact import CompactUNet, UnitChoice
 from ..config_io import read_mapping
 from ..errors import ConfigError
@@ -128,9 +128,8 @@ class CostTable:
 
     # -- persistence --------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write JSON atomically (temp file + rename)."""
+        """Write JSON atomically (temp file, fsync, rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = {
             "format": TABLE_FORMAT,
             "space": self.space.name,
@@ -140,10 +139,7 @@ class CostTable:
             "teacher_total": dataclasses.asdict(self.teacher_total),
             "rows": self.rows,
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
-        return path
+        return write_json(path, data)
 
     @classmethod
     def load(cls, path: str | Path, space: SearchSpace) -> CostTable:

@@ -17,27 +17,29 @@ from ..device import resolve_device, resolve_dtype
 from ..distill.inputs import build_latent_source, noise_scheduler
 from ..errors import ConfigError
 from ..executors import executor_from_config
+from ..locking import FolderLock
 from ..profiling.cost_table import CostTable, build_cost_table, space_fingerprint
 from ..supernet import Supernet
 from ..teachers import Teacher, load_teacher
 from .config import SearchConfig, ValidationConfig
-from .runner import ExpensiveEvaluation, SearchRunner
+from .runner import ExpensiveEvaluation, SearchRunner, check_search_folder, search_strategy
 
 logger = logging.getLogger(__name__)
 COST_TABLE_FILE = "cost_table.json"
 
 
-def cached_cost_table(teacher: Teacher, space: search_spaces.SearchSpace, folder: Path) -> CostTable:
-    """The space's cost table from ``folder/cost_table.json``, built and saved there when missing or stale."""
+def cached_cost_table(teacher: Teacher, space: search_spaces.SearchSpace, folder: Path) -> tuple[CostTable, bool]:
+    """The space's cost table from ``folder/cost_table.json`` (or built when missing or stale); True when built.
+
+    Nothing is written here: the caller saves a built table once it holds the folder.
+    """
     path = folder / COST_TABLE_FILE
     if path.is_file():
         try:
-            return CostTable.load(path, space)
+            return CostTable.load(path, space), False
         except ConfigError:
             logger.warning("%s is for another space: rebuilding it", path)
-    table = build_cost_table(teacher, space, ptflops=False, progress=False)
-    table.save(path)
-    return table
+    return build_cost_table(teacher, space, ptflops=False, progress=False), True
 
 
 def validation_latents(teacher: Teacher, config: ValidationConfig, latent_size: int) -> torch.Tensor:
@@ -48,8 +50,13 @@ def validation_latents(teacher: Teacher, config: ValidationConfig, latent_size: 
 
 
 def trained_supernet(teacher: Teacher, space: search_spaces.SearchSpace, surrogates: str | Path | None) -> Supernet:
-    """The supernet of ``space`` with the candidates trained in the ``surrogates`` folder (initial ones without)."""
-    supernet = Supernet(teacher, space)
+    """The supernet of ``space`` with the candidates trained in the ``surrogates`` folder (initial ones without).
+
+    Initial weights are drawn from a fixed seed, so untrained candidates measure the same in every process.
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        supernet = Supernet(teacher, space)
     if surrogates is None:
         logger.warning("no surrogates folder given: candidates keep their initial weights")
         return supernet
@@ -83,15 +90,23 @@ def compact_cost(search_folder: str | Path, space_spec: str, arch: Arch) -> dict
             "latent_size": table.latent_size}
 
 
-def evaluation_context(config: SearchConfig, out_dir: Path, space: search_spaces.SearchSpace,
-                       teacher: Teacher) -> EvaluationContext:
+def evaluation_context(config: SearchConfig, out_dir: Path, space: search_spaces.SearchSpace, teacher: Teacher,
+                       surrogates_id: str = "untrained", built: list[CostTable] | None = None) -> EvaluationContext:
     """What the search's evaluators are built from; the cost table, supernet and validation set are built lazily.
 
-    The validation set lives on ``config.device`` and the teacher (and the scored students) run under autocast in
-    ``config.dtype``."""
+    ``surrogates_id`` is the surrogates' content hash; a cost table built (not read from ``out_dir``) is appended
+    to ``built`` for the caller to save once it holds the folder. The validation set lives on ``config.device`` and
+    the teacher (and the scored students) run under autocast in ``config.dtype``.
+    """
     latent_size = config.latent_size or space.latent_size or teacher.latent_size
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
+
+    def cost_table() -> CostTable:
+        table, new = cached_cost_table(teacher, space, out_dir)
+        if new and built is not None:
+            built.append(table)
+        return table
 
     def validation() -> ValidationSet:
         latents = validation_latents(teacher, config.validation, latent_size)
@@ -99,13 +114,12 @@ def evaluation_context(config: SearchConfig, out_dir: Path, space: search_spaces
                                    seed=config.validation.seed, scheduler=noise_scheduler(space.teacher),
                                    device=device, dtype=dtype)
 
-    surrogates = str(Path(config.surrogates).resolve()) if config.surrogates else "untrained"
     return EvaluationContext(
         space=space, teacher=teacher, cache_dir=out_dir, constraints=config.constraints,
-        shared={"cost_table": lambda: cached_cost_table(teacher, space, out_dir),
+        shared={"cost_table": cost_table,
                 "supernet": lambda: trained_supernet(teacher, space, config.surrogates),
                 "validation": validation},
-        surrogates_id=f"{space_fingerprint(space)}:{surrogates}")
+        surrogates_id=f"{space_fingerprint(space)}:{surrogates_id}")
 
 
 def build_evaluators(config: SearchConfig, context: EvaluationContext) -> list[Evaluator]:
@@ -122,8 +136,11 @@ def build_evaluators(config: SearchConfig, context: EvaluationContext) -> list[E
 def expensive_evaluation(config: SearchConfig, out_dir: str | Path) -> ExpensiveEvaluation:
     """The expensive evaluators of ``config``, wrapped for the runner: what a Ray actor builds once (it loads the
     teacher, the supernet with its surrogates and the validation set itself; cached tables come from ``out_dir``)."""
+    from ..distill.store import surrogates_hash  # noqa: PLC0415
+
     space = search_spaces.load(config.space)
-    context = evaluation_context(config, Path(out_dir), space, load_teacher(space.teacher))
+    surrogates_id = surrogates_hash(config.surrogates) if config.surrogates else "untrained"
+    context = evaluation_context(config, Path(out_dir), space, load_teacher(space.teacher), surrogates_id)
     expensive = [e for e in build_evaluators(config, context) if not e.cheap]
     return ExpensiveEvaluation(expensive, config.eval_budget, config.objectives[0])
 
@@ -131,15 +148,30 @@ def expensive_evaluation(config: SearchConfig, out_dir: str | Path) -> Expensive
 def build_runner(config: SearchConfig, out_dir: str | Path) -> SearchRunner:
     """Everything a search needs, from its config; tables measured once (cost, latency) are cached in ``out_dir``.
 
-    On Ray, each actor builds its own expensive evaluators once (:func:`expensive_evaluation`)."""
-    resolve_dtype(config.dtype, resolve_device(config.device))  # refused before anything is written
+    Every input is validated (device and dtype, space, strategy and options, budget, surrogates, a Ray address, the
+    folder's provenance) before anything is written; the returned runner holds the folder's lock until it has run.
+    On Ray, each actor builds its own expensive evaluators once (:func:`expensive_evaluation`).
+    """
+    from ..distill.store import surrogates_hash, teacher_hash  # noqa: PLC0415
+
+    resolve_dtype(config.dtype, resolve_device(config.device))
     out_dir = Path(out_dir)
+    check_search_folder(out_dir)
+    FolderLock(out_dir).check()
     space = search_spaces.load(config.space)
+    search_strategy(config, space, lambda arch: 0.0)  # options and budget, before any slow work
+    surrogates_id = surrogates_hash(config.surrogates) if config.surrogates else "untrained"
     executor = executor_from_config(config.executor)  # a Ray address that does not answer: nothing written
-    out_dir.mkdir(parents=True, exist_ok=True)
-    context = evaluation_context(config, out_dir, space, load_teacher(space.teacher))
+    teacher = load_teacher(space.teacher)
+    built: list[CostTable] = []
+    context = evaluation_context(config, out_dir, space, teacher, surrogates_id, built)
     evaluators = build_evaluators(config, context)
+    provenance = {"teacher_hash": teacher_hash(teacher.unet, space), "surrogates_hash": surrogates_id,
+                  "latent_size": config.latent_size or space.latent_size or teacher.latent_size}
     factory = functools.partial(expensive_evaluation, config, out_dir) if executor.kind == "ray" else None
-    return SearchRunner(config, out_dir, space=space, table=context.get("cost_table"),
-                        cheap=[e for e in evaluators if e.cheap], expensive=[e for e in evaluators if not e.cheap],
-                        executor=executor, evaluation_factory=factory)
+    runner = SearchRunner(config, out_dir, space=space, table=context.get("cost_table"),
+                          cheap=[e for e in evaluators if e.cheap], expensive=[e for e in evaluators if not e.cheap],
+                          executor=executor, evaluation_factory=factory, provenance=provenance)
+    for table in built:  # saved once the runner holds the folder
+        table.save(out_dir / COST_TABLE_FILE)
+    return runner

@@ -1,13 +1,17 @@
-"""Reading a finished (or running) search: its Pareto set and the pick at an epsilon."""
+"""Reading a finished (or running) search: its Pareto set, the pick at an epsilon, and what extraction builds from."""
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from analysis.pareto import pareto_mask
 
+from ..config_io import validate
 from ..errors import ConfigError
+from .config import SearchConfig
 from .store import read_header, read_trials
 
 
@@ -23,10 +27,57 @@ def pareto_trials(folder: str | Path, *, loss: str = "loss", cost: str = "gmacs"
 
 def pick_trial(folder: str | Path, eps: float | None = None) -> pd.Series:
     """The cheapest complete trial with ``loss <= eps`` (the search's first epsilon by default)."""
-    eps = read_header(folder)["config"]["eps"][0] if eps is None else eps
+    if eps is not None and not (math.isfinite(eps) and eps > 0):
+        raise ConfigError(f"epsilon {eps} must be a positive loss bound", key="eps")
+    eps = search_config(folder).eps[0] if eps is None else eps
     frame = read_trials(folder)
-    feasible = frame[(frame.state == "complete") & (frame.loss <= eps)] if len(frame) else frame
+    complete = frame[frame.state == "complete"] if len(frame) and "loss" in frame else frame.iloc[:0]
+    feasible = complete[complete.loss <= eps] if len(complete) else complete
     if feasible.empty:
-        best = frame[frame.state == "complete"].loss.min() if len(frame) else float("nan")
-        raise ConfigError(f"no trial reaches loss <= {eps} (best loss {best:.4g})", source=folder, key="eps")
+        best = f"best loss {complete.loss.min():.4g}" if len(complete) else "no complete trial yet"
+        raise ConfigError(f"no trial reaches loss <= {eps} ({best})", source=folder, key="eps")
     return feasible.sort_values(["gmacs", "loss"]).iloc[0]
+
+
+def search_config(folder: str | Path) -> SearchConfig:
+    """The config a search folder was run with (from its trials log header)."""
+    return validate(SearchConfig, read_header(folder).get("config"), source=Path(folder) / "trials.jsonl")
+
+
+def search_surrogates(folder: str | Path) -> str | None:
+    """The surrogate folder a search measured with, checked to still hold the same weights (None: untrained)."""
+    from ..distill.store import surrogates_hash  # noqa: PLC0415 (torch only here)
+
+    config = search_config(folder)
+    if config.surrogates is None:
+        return None
+    recorded = read_header(folder).get("provenance", {}).get("surrogates_hash")
+    current = surrogates_hash(config.surrogates)
+    if recorded != current:
+        raise ConfigError(f"surrogates changed since the search (hash {recorded} -> {current}): its trials no longer "
+                          "describe them; search again", source=config.surrogates)
+    return config.surrogates
+
+
+def check_extract_target(out: str | Path, *, overwrite: bool) -> None:
+    """Refuse an existing ``out`` unless ``overwrite`` and it is a compact-UNet folder (replaced atomically later)."""
+    out = Path(out)
+    if not out.exists():
+        if out.parent.exists() and not out.parent.is_dir():
+            raise ConfigError("the parent is not a folder", source=out)
+        return
+    if not overwrite:
+        raise ConfigError("exists: pass --overwrite to replace a compact-UNet folder, or choose a new --out",
+                          source=out)
+    if not _is_compact_folder(out):
+        raise ConfigError("exists and is not a compact-UNet folder: --overwrite replaces only those", source=out)
+
+
+def _is_compact_folder(folder: Path) -> bool:
+    from ..compact import CONFIG_NAME, FORMAT  # noqa: PLC0415
+
+    try:
+        data = json.loads((folder / CONFIG_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT

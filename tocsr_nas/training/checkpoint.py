@@ -3,24 +3,28 @@
 A checkpoint is a folder ``step-XXXXXXXX`` holding ``model.safetensors`` (trainable weights),
 optionally ``ema.safetensors``, ``optimizer.pt`` (``torch.save`` of the optimizer state, read back with
 ``weights_only=True``) and ``state.json`` (``{"step", "files": {name: sha256}, "extra"}``). It is written to
-a temporary folder and renamed into place, so a kill mid-write never leaves a half checkpoint behind.
+a temporary folder, fsynced and renamed into place (:func:`tocsr_nas.atomic.atomic_folder`), so a kill or a power
+loss mid-write never leaves a half checkpoint behind.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
+from ..atomic import (
+    atomic_folder,
+    checksums,
+    read_safetensors,
+    save_safetensors,
+    sha256_file,
+    verify_checksums,
+)
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -43,35 +47,18 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_checkpoint(root: str | Path, checkpoint: Checkpoint, keep: int = 2) -> Path:
     """Write ``checkpoint`` atomically under ``root`` and keep only the newest ``keep`` checkpoints."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{checkpoint.step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    try:
-        save_file(_contiguous(checkpoint.model), str(tmp / MODEL_FILE))
+    with atomic_folder(final) as tmp:
+        save_safetensors(tmp / MODEL_FILE, checkpoint.model)
         if checkpoint.ema is not None:
-            save_file(_contiguous(checkpoint.ema), str(tmp / EMA_FILE))
+            save_safetensors(tmp / EMA_FILE, checkpoint.ema)
         torch.save(checkpoint.optimizer, tmp / OPTIMIZER_FILE)
-        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        files = checksums(tmp, [p.name for p in tmp.iterdir() if not p.name.startswith(".")])
         state = {"step": checkpoint.step, "files": files, "extra": checkpoint.extra}
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old)
     log.info("saved checkpoint %s", final)
@@ -101,17 +88,12 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
         raise ConfigError(f"unreadable checkpoint state ({type(err).__name__}: {err})", source=state_path) from None
     if MODEL_FILE not in files or OPTIMIZER_FILE not in files:
         raise ConfigError("checkpoint lists no model or optimizer file", source=state_path, key="files")
-    for name, expected in files.items():
-        path = folder / name
-        if not path.is_file():
-            raise ConfigError("checkpoint file missing", source=path)
-        if sha256_file(path) != expected:
-            raise ConfigError("checkpoint file corrupted (sha256 mismatch)", source=path)
+    verify_checksums(folder, files, what="checkpoint file")
     try:
-        model = load_file(str(folder / MODEL_FILE))
-        ema = load_file(str(folder / EMA_FILE)) if EMA_FILE in files else None
+        model, _ = read_safetensors(folder / MODEL_FILE)
+        ema = read_safetensors(folder / EMA_FILE)[0] if EMA_FILE in files else None
         optimizer = torch.load(folder / OPTIMIZER_FILE, weights_only=True)
-    except (SafetensorError, OSError, RuntimeError) as err:
+    except (OSError, RuntimeError) as err:
         raise ConfigError(f"cannot load checkpoint ({str(err).splitlines()[0]})", source=folder) from None
     return Checkpoint(step=step, model=model, optimizer=optimizer, ema=ema, extra=dict(state.get("extra", {})))
 
@@ -126,5 +108,5 @@ def latest_checkpoint(root: str | Path) -> Checkpoint | None:
     return None
 
 
-def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous() for k, v in tensors.items()}
+__all__ = ["Checkpoint", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "save_checkpoint",
+           "sha256_file"]

@@ -20,6 +20,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..atomic import write_text
 from ..device import resolve_device
 from .checkpoint import Checkpoint, latest_checkpoint, save_checkpoint
 from .config import LoopConfig
@@ -103,6 +104,8 @@ def train(task: Task, dataset: torch.utils.data.Dataset, config: LoopConfig, out
             ema.load_state_dict(checkpoint.ema)
         start, history = checkpoint.step, list(checkpoint.extra.get("history", []))
         log.info("resuming from step %d", start)
+    if (out_dir / METRICS_FILE).exists():  # rows a killed run logged after its last checkpoint would repeat
+        write_text(out_dir / METRICS_FILE, "".join(json.dumps(entry) + "\n" for entry in history))
     model, optimizer = accelerator.prepare(model, optimizer)
     for module in (ema, *task.frozen):
         if module is not None:

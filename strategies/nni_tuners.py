@@ -114,7 +114,7 @@ class NNIStrategy(Strategy):
         return parameter_id, self._key(params)
 
     # -- the strategy interface ---------------------------------------------------------------------------------
-    def _tuner_proposal(self, taken: list[Key]) -> Key | None:
+    def _tuner_proposal(self, taken: set[Key]) -> Key | None:
         """A new feasible arch from the tuner, or None when it gives none within ``retries`` draws."""
         for _ in range(self.options.retries):
             parameter_id, key = self._generate()
@@ -127,16 +127,7 @@ class NNIStrategy(Strategy):
         return None
 
     def _propose(self, n: int) -> list[Key]:
-        keys: list[Key] = []
-        while len(keys) < n:
-            key = self._tuner_proposal(keys)
-            if key is None:  # the tuner gave nothing usable: a random new arch
-                extra = self.sample_new(1, feasible_only=True, exclude=set(keys))
-                if not extra:
-                    break
-                key = extra[0]
-            keys.append(key)
-        return keys
+        return self.fill_with_children([], n, self._tuner_proposal, feasible_only=True)
 
     def _observe(self, observations: list[Observation]) -> None:
         unasked = []

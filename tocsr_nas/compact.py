@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,19 @@ CONFIG_NAME = "config.json"
 LEGACY_FORMAT = "tocsr-nas/compact-unet"
 LEGACY_CONFIG_NAME = "compact_unet.json"
 LEGACY_WEIGHTS_NAME = "model.safetensors"
+
+
+def is_compact_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a saved compact UNet (this format or the earlier one)."""
+    for name, key, value in ((CONFIG_NAME, "_class_name", "CompactUNet"),
+                             (LEGACY_CONFIG_NAME, "format", LEGACY_FORMAT)):
+        try:
+            data = json.loads((Path(folder) / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get(key) == value:
+            return True
+    return False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..device import add_device_args
 from ..errors import ConfigError
 from .recipe_args import read_recipe, write_summary
 
@@ -24,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-dir", type=Path, action="append", default=[],
                         help="report old and new VAE reconstruction PSNR (RGB and Y) on this folder (repeatable)")
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and start over")
-    parser.set_defaults(func=run)
+    add_device_args(parser, dtype=False)
+    parser.set_defaults(func=run, recipe="expand")  # the kind of run read_recipe checks an existing --out for
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         run_expand_recipe,
     )
 
-    data = read_recipe(args)
+    data = read_recipe(args, loops=("vae_loop", "unet_loop"))
     if args.teacher is not None:
         data["teacher"] = args.teacher
     recipe = validate(ExpandRecipe, data, source=args.config)

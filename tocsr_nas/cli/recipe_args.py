@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: list[str], ou
     add_device_args(parser, dtype=False)
 
 
-def read_recipe(args: argparse.Namespace, *, folders: tuple[str, ...] = ()) -> dict[str, Any]:
+def read_recipe(args: argparse.Namespace, *, folders: tuple[str, ...] = (),
+                loops: tuple[str, ...] = ("loop",)) -> dict[str, Any]:
     """The recipe file as a mapping, with ``--hr-dir`` (if given) as ``data.source``.
 
     Checks the paths first: the recipe file, the ``--hr-dir`` and other input ``folders`` (argument names),
@@ -42,8 +42,9 @@ def read_recipe(args: argparse.Namespace, *, folders: tuple[str, ...] = ()) -> d
     data = read_mapping(args.config)
     if args.hr_dir is not None:
         data.setdefault("data", {})["source"] = str(args.hr_dir)
-    if args.device is not None:
-        data.setdefault("loop", {})["device"] = args.device
+    if args.device is not None:  # --device sets the device of every training loop of the recipe
+        for loop in loops:
+            data.setdefault(loop, {})["device"] = args.device
     return data
 
 
@@ -53,8 +54,9 @@ def _as_list(value: Any) -> list[Path]:
 
 def write_summary(out: Path, summary: dict[str, Any]) -> None:
     """Write ``out/result.json`` and print the summary's scalar entries on one line."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    from ..atomic import write_json  # noqa: PLC0415
+
+    write_json(out / "result.json", summary, indent=2)
     print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
                     if not isinstance(v, (dict, list))))
     print(f"wrote {out / 'result.json'}")

@@ -1,7 +1,6 @@
 """Reading a finished (or running) search: its Pareto set, the pick at an epsilon, and what extraction builds from."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -69,15 +68,9 @@ def check_extract_target(out: str | Path, *, overwrite: bool) -> None:
     if not overwrite:
         raise ConfigError("exists: pass --overwrite to replace a compact-UNet folder, or choose a new --out",
                           source=out)
-    if not _is_compact_folder(out):
+    from ..compact import is_compact_folder  # noqa: PLC0415
+
+    if not is_compact_folder(out):
         raise ConfigError("exists and is not a compact-UNet folder: --overwrite replaces only those", source=out)
 
 
-def _is_compact_folder(folder: Path) -> bool:
-    from ..compact import CONFIG_NAME, FORMAT  # noqa: PLC0415
-
-    try:
-        data = json.loads((folder / CONFIG_NAME).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("format") == FORMAT

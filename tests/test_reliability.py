@@ -170,7 +170,7 @@ def experiment(tmp_path: Path, space: Path) -> Path:
 
 
 def run_outputs(run_dir: Path) -> dict[str, object]:
-    compact = run_dir / "extract" / "compact" / "model.safetensors"
+    compact = run_dir / "extract" / "compact" / "diffusion_pytorch_model.safetensors"
     return {"surrogates": weights(run_dir / "surrogates"), "trials": trials(run_dir / "search"),
             "winner": json.loads((run_dir / "extract" / "winner.json").read_text()),
             "compact": tensors_digest(compact)}

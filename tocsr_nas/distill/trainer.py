@@ -262,8 +262,10 @@ class DistillWorker:
             else:
                 module.requires_grad_(True)  # built from the frozen teacher copy: parts may have come in frozen
                 candidate.optimizer = torch.optim.Adam(module.parameters(), lr=self.config.lr)
-                step = self.store.load_checkpoint(fresh, module, candidate.optimizer)
-                if step is not None and existing is not None:
+                # a checkpoint counts only with its record (written after it): a kill between the two leaves a
+                # checkpoint whose candidate restarts from scratch, as the uninterrupted run had it at that point
+                step = self.store.load_checkpoint(fresh, module, candidate.optimizer) if existing else None
+                if step is not None:
                     fresh.step, fresh.rel_error_init = step, existing.rel_error_init
                     log.info("resuming %s at %s from step %d", fresh.label, fresh.unit, step)
             candidate.record = fresh

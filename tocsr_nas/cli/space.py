@@ -65,9 +65,8 @@ def run_export(args: argparse.Namespace) -> int:
     if out is None:
         print(text, end="")
         return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    from ..atomic import write_text  # noqa: PLC0415
+
+    write_text(out, text)
     print(f"wrote {out}")
     return 0

@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +32,7 @@ import torch
 from search_spaces import SearchSpace
 
 from ..arch import Arch
+from ..atomic import write_json
 from ..errors import ConfigError
 from ..ops.registry import build_op
 from ..teachers import Teacher
@@ -137,17 +137,6 @@ def _on_target(module: torch.nn.Module, target: LatencyTarget) -> torch.nn.Modul
     return module.eval()
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON all-or-nothing (temporary sibling, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class LatencyCache:
     """Measured milliseconds by key, persisted as JSON (``None`` path: in memory only)."""
 
@@ -165,7 +154,7 @@ class LatencyCache:
 
     def save(self) -> None:
         if self.path is not None:
-            _write_json(self.path, {"format": CACHE_FORMAT, "torch": torch.__version__, "entries": self.entries})
+            write_json(self.path, {"format": CACHE_FORMAT, "torch": torch.__version__, "entries": self.entries})
 
 
 class LatencyTable:

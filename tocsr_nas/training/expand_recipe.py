@@ -24,6 +24,7 @@ import yaml
 from diffusers import AutoencoderKL, DDPMScheduler
 from torch import nn
 
+from ..atomic import write_text
 from ..data.images import BUILTIN, ImageCropDataset, load_image, resolve_image_files
 from ..errors import ConfigError
 from ..expansion import expand_vae, widen_unet
@@ -203,9 +204,7 @@ def export_teacher(teacher: Teacher, scheduler: DDPMScheduler, folder: Path, inf
               "unet": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(teacher.unet.config).items()
                        if not k.startswith("_")},
               "weights": "weights"}
-    tmp = folder / f".{TEACHER_FILE}.tmp"
-    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-    tmp.replace(folder / TEACHER_FILE)
+    write_text(folder / TEACHER_FILE, yaml.safe_dump(config, sort_keys=False))
     return folder
 
 

@@ -12,8 +12,8 @@ dropped; 16-bit and 32-bit integer or float images are scaled by their type's ra
 """
 from __future__ import annotations
 
+import io
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..atomic import write_bytes
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -88,14 +89,9 @@ def write_image(image: Image.Image, path: str | Path) -> Path:
     if fmt == "JPEG" and "A" in image.getbands():
         raise ConfigError("JPEG cannot hold the alpha channel", source=path, allowed=[".png", ".tif", ".webp"])
     options = {"quality": 95} if fmt in {"JPEG", "WEBP"} else {}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        image.save(tmp, format=fmt, **options)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    encoded = io.BytesIO()
+    image.save(encoded, format=fmt, **options)
+    return write_bytes(path, encoded.getvalue())
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:

@@ -41,7 +41,8 @@ class Evaluator(abc.ABC):
 EvaluatorFactory = Callable[..., Evaluator]
 EVALUATORS: Registry[EvaluatorFactory] = Registry(
     "evaluator", group="tocsr_nas.evaluators", key="evaluators",
-    builtins=["evaluators.cost", "evaluators.distillation", "evaluators.latency"],
+    builtins=["evaluators.cost", "evaluators.distillation", "evaluators.generation", "evaluators.latency",
+              "evaluators.sr_proxy"],
 )
 
 

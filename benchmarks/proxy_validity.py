@@ -1,0 +1,298 @@
+"""Proxy validity: does a better search proxy give a better one-step SR model?
+
+For >= 12 archs of the default space spread from the teacher to very small (the teacher, the all-identity arch,
+a search's Pareto set and archs at GMACs quantiles of a seeded sample of the space), each arch's compact UNet
+(with its distilled surrogates) goes through the shipped recipes ``experiments/recipes/sr_adapt.yaml`` and
+``sr_onestep.yaml`` with ONE fixed, shrunk budget, and the one-step model is scored by PSNR-Y on the given HR
+folders (CSet5 + CSet14; standard protocol of :mod:`tocsr_nas.sr.evaluate`). Then every proxy (the distillation
+evaluator's variants, ``generation``, GMACs alone) is computed on the same archs and correlated with that PSNR
+(Kendall tau and Spearman rho, scipy.stats). The noise floor is the PSNR difference when two archs are retrained
+with another seed.
+
+Two steps (``train`` appends one JSON line per finished arch to ``WORK/sr_runs.jsonl``, so a crash loses nothing
+and a rerun skips finished archs)::
+
+    python benchmarks/proxy_validity.py train --search RUN/search --work WORK \\
+        --data ../shared/data/sr/CSet5 --data ../shared/data/sr/CSet14
+    python benchmarks/proxy_validity.py score --search RUN/search --work WORK
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, write_results  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "experiments" / "recipes"
+RUNS_FILE = "sr_runs.jsonl"
+PROXIES_FILE = "proxies.json"
+log = logging.getLogger("proxy_validity")
+
+
+def select_archs(search: Path, count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``count`` archs from the teacher to the all-identity arch: those two, the search's Pareto set, then archs at
+    GMACs quantiles of a seeded sample of the space (distinct, sorted by GMACs)."""
+    import search_spaces
+
+    from evaluators.distillation import identity_arch
+    from tocsr_nas.profiling.cost_table import CostTable
+    from tocsr_nas.search.components import COST_TABLE_FILE
+    from tocsr_nas.search.results import pareto_trials, search_config
+
+    space = search_spaces.load(search_config(search).space)
+    table = CostTable.load(search / COST_TABLE_FILE, space)
+    identity = identity_arch(space)
+    chosen = {str(a): a for a in (space.teacher_arch(), identity)}
+    for text in pareto_trials(search).arch:
+        if len(chosen) < count:
+            chosen.setdefault(str(space.parse(text)), space.parse(text))
+    rng = np.random.default_rng(seed)
+    sample = sorted({str(a): a for a in (space.sample(rng) for _ in range(4000))}.values(),
+                    key=lambda a: table.cost(a).gmacs)
+    quantile = 0
+    while len(chosen) < count:
+        quantile += 1
+        for q in np.linspace(0, 1, count + quantile)[1:-1]:
+            arch = sample[int(q * (len(sample) - 1))]
+            if len(chosen) < count:
+                chosen.setdefault(str(arch), arch)
+    archs = [{"arch": text, "arch_id": arch.arch_id, "gmacs": table.cost(arch).gmacs,
+              "params_m": table.cost(arch).params / 1e6} for text, arch in chosen.items()]
+    return sorted(archs, key=lambda a: -a["gmacs"])
+
+
+def recipe(name: str, **overrides: Any) -> dict[str, Any]:
+    """A shipped SR recipe as a mapping with the benchmark's overrides merged in (one level deep)."""
+    from tocsr_nas.config_io import read_mapping
+
+    data = read_mapping(RECIPES / name)
+    for key, value in overrides.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) and isinstance(data.get(key), dict) \
+            else value
+    return data
+
+
+def train_one(arch: dict[str, Any], args: argparse.Namespace, seed: int, supernet: Any) -> dict[str, Any]:
+    """Extract (from ``supernet``, which holds the trained surrogates), SR-adapt, one-step distil and evaluate one
+    arch; the result row."""
+    import torch
+
+    from tocsr_nas.config_io import validate
+    from tocsr_nas.data.images import list_image_files
+    from tocsr_nas.sr.evaluate import evaluate_files, model_method
+    from tocsr_nas.sr.model import load_sr_model
+    from tocsr_nas.sr.train import SRAdaptRecipe, SROneStepRecipe, run_sr_adapt, run_sr_onestep
+
+    folder = args.work / f"{arch['arch_id']}_s{seed}"
+    start = time.perf_counter()
+    compact = folder / "compact"
+    if not (compact / "config.json").is_file():
+        with torch.no_grad():
+            supernet.extract(supernet.space.parse(arch["arch"])).save_pretrained(compact)
+    loop = {"steps": args.adapt_steps, "batch_size": args.batch_size, "seed": seed, "num_threads": args.threads,
+            "checkpoint_every": max(args.adapt_steps // 2, 1), "log_every": 25, "warmup_steps": 10}
+    adapt = validate(SRAdaptRecipe, recipe("sr_adapt.yaml", backbone={"compact": str(compact)}, loop=loop,
+                                            data={"crop_size": args.crop}))
+    adapted = run_sr_adapt(adapt, folder / "sr_adapt")
+    loop = {**loop, "steps": args.onestep_steps, "seed": seed + 1,
+            "checkpoint_every": max(args.onestep_steps // 2, 1)}
+    onestep = validate(SROneStepRecipe, recipe("sr_onestep.yaml", init=adapted["model"], loop=loop,
+                                               data={"crop_size": args.crop}))
+    distilled = run_sr_onestep(onestep, folder / "sr_onestep")
+    trained_s = time.perf_counter() - start
+    model = load_sr_model(distilled["model"], kind="sr-onestep")
+    torch.set_num_threads(args.threads)
+    rows = []
+    for data in args.data:
+        rows += evaluate_files({"onestep": model_method(model)}, list_image_files(data), model.scale,
+                               dataset=data.name, max_side=args.max_side)
+    per_set = {data.name: float(np.mean([r["psnr_y"] for r in rows if r["dataset"] == data.name]))
+               for data in args.data}
+    return {**arch, "seed": seed, "psnr_y": float(np.mean([r["psnr_y"] for r in rows])),
+            "ssim_y": float(np.mean([r["ssim_y"] for r in rows])), "psnr_y_by_set": per_set, "images": len(rows),
+            "adapt_loss": adapted["final"].get("loss"), "onestep_loss": distilled["final"].get("loss"),
+            "train_s": trained_s, "total_s": time.perf_counter() - start}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import search_spaces
+    import torch
+
+    from tocsr_nas.search.components import trained_supernet
+    from tocsr_nas.search.results import search_config, search_surrogates
+    from tocsr_nas.teachers import load_teacher
+
+    torch.set_num_threads(args.threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+    space = search_spaces.load(search_config(args.search).space)
+    supernet = trained_supernet(load_teacher(space.teacher), space, search_surrogates(args.search))
+    archs = select_archs(args.search, args.archs, args.seed)
+    (args.work / "archs.json").write_text(json.dumps(archs, indent=1))
+    runs_path = args.work / RUNS_FILE
+    done = {(r["arch_id"], r["seed"]) for r in read_runs(args.work)}
+    noise = [archs[i] for i in np.linspace(0, len(archs) - 1, args.noise_archs + 2).astype(int)[1:-1]]
+    jobs = [(a, args.seed) for a in archs] + [(a, args.seed + 10) for a in noise]
+    settings = {k: v for k, v in vars(args).items() if k not in {"func"}}
+    for arch, seed in jobs:
+        if (arch["arch_id"], seed) in done:
+            continue
+        log.info("arch %s (%.3f GMACs) seed %d", arch["arch"], arch["gmacs"], seed)
+        row = train_one(arch, args, seed, supernet)
+        row["settings"] = json.loads(json.dumps(settings, default=str))
+        with runs_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        log.info("-> PSNR-Y %.3f dB (%.0f s)", row["psnr_y"], row["total_s"])
+    return 0
+
+
+def read_runs(work: Path) -> list[dict[str, Any]]:
+    path = work / RUNS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+PROXIES: dict[str, tuple[str, dict[str, Any], str]] = {
+    # name: (evaluator, options, metric)
+    "distill eps uniform": ("distillation", {}, "loss"),
+    "distill eps uniform, identity-normalised": ("distillation", {"baseline": "identity"}, "loss"),
+    "distill eps focused t=250": ("distillation", {"timesteps": "focused", "center": 250, "width": 100}, "loss"),
+    "distill eps range 0-250": ("distillation", {"timesteps": [0, 250]}, "loss"),
+    "distill x0 range 0-250": ("distillation", {"prediction": "x0", "timesteps": [0, 250]}, "loss"),
+    "distill v range 0-250": ("distillation", {"prediction": "v", "timesteps": [0, 250]}, "loss"),
+    "distill eps uniform min-SNR-5": ("distillation", {"snr_weighting": "min-snr", "snr_gamma": 5.0}, "loss"),
+    "distill x0 uniform": ("distillation", {"prediction": "x0"}, "loss"),
+    "generation latent MSE": ("generation", {}, "latent_mse"),
+    "generation -PSNR": ("generation", {}, "neg_psnr"),
+    "generation KID": ("generation", {}, "kid"),
+}
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Compute every proxy on the trained archs (cached in WORK/proxies.json) and correlate with the PSNR."""
+    import scipy.stats
+    import search_spaces
+    import torch
+
+    from evaluators import make_evaluator
+    from tocsr_nas.search.components import evaluation_context
+    from tocsr_nas.search.results import search_config
+    from tocsr_nas.teachers import load_teacher
+
+    torch.set_num_threads(args.threads)
+    runs = read_runs(args.work)
+    base = [r for r in runs if r["seed"] == args.seed]
+    if len(base) < 3:
+        raise SystemExit(f"only {len(base)} finished archs in {args.work / RUNS_FILE}")
+    config = search_config(args.search)
+    if args.surrogates is not None:
+        config = config.model_copy(update={"surrogates": str(args.surrogates)})
+    space = search_spaces.load(config.space)
+    cache_path = args.work / PROXIES_FILE
+    cache: dict[str, dict[str, float]] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    context = evaluation_context(config, args.search, space, load_teacher(space.teacher))
+    for name, (evaluator, options, metric) in PROXIES.items():
+        missing = [r for r in base if r["arch_id"] not in cache.get(name, {})]
+        if not missing:
+            continue
+        built = make_evaluator(evaluator, context=context, **options)
+        start = time.perf_counter()
+        for r in missing:
+            cache.setdefault(name, {})[r["arch_id"]] = float(built.evaluate(space.parse(r["arch"]))[metric])
+        cache.setdefault("_seconds_per_arch", {})[name] = (time.perf_counter() - start) / len(missing)
+        cache_path.write_text(json.dumps(cache, indent=1))
+        log.info("%s: %.2f s/arch", name, cache["_seconds_per_arch"][name])
+    psnr = np.array([r["psnr_y"] for r in base])
+    table = []
+    for name in [*PROXIES, "GMACs"]:
+        values = np.array([r["gmacs"] if name == "GMACs" else cache[name][r["arch_id"]] for r in base])
+        # every proxy is lower-is-better (GMACs: fewer MACs predicts lower PSNR, so its sign is flipped)
+        score = values if name == "GMACs" else -values
+        tau, tau_p = scipy.stats.kendalltau(score, psnr)
+        rho, rho_p = scipy.stats.spearmanr(score, psnr)
+        table.append({"proxy": name, "kendall_tau": float(tau), "tau_p": float(tau_p), "spearman_rho": float(rho),
+                      "rho_p": float(rho_p), "s_per_arch": cache.get("_seconds_per_arch", {}).get(name)})
+    noise = []
+    for r in runs:
+        if r["seed"] != args.seed:
+            ref = next((b for b in base if b["arch_id"] == r["arch_id"]), None)
+            if ref is not None:
+                noise.append({"arch": r["arch"], "psnr_seed_a": ref["psnr_y"], "psnr_seed_b": r["psnr_y"],
+                              "abs_diff": abs(ref["psnr_y"] - r["psnr_y"])})
+    data = {"command": " ".join(["python", *sys.argv]), "search": str(args.search), "runs": runs,
+            "proxies": {k: v for k, v in cache.items()}, "correlations": table, "noise_floor": noise,
+            "load_average": os.getloadavg(), "settings": base[0].get("settings")}
+    write_results("proxy_validity", data, markdown(data, base), args.out)
+    return 0
+
+
+def markdown(data: dict[str, Any], base: list[dict[str, Any]]) -> str:
+    s = data["settings"] or {}
+    best = max(data["correlations"], key=lambda c: c["kendall_tau"])
+    lines = [f"Command: `{data['command']}` (after `python benchmarks/proxy_validity.py train` with the settings "
+             f"below). Load average at scoring: {', '.join(f'{x:.1f}' for x in data['load_average'])}.", "",
+             f"{len(base)} archs of the search's space, each extracted with its distilled surrogates and taken "
+             f"through `experiments/recipes/sr_adapt.yaml` ({s.get('adapt_steps')} steps) and `sr_onestep.yaml` "
+             f"({s.get('onestep_steps')} steps), batch {s.get('batch_size')}, crops {s.get('crop')} px "
+             f"(training data: the recipes' built-in scikit-image photos); final score: one-step PSNR-Y on "
+             f"{', '.join(Path(d).name for d in s.get('data', []))} (all images pooled"
+             f"{', center crops of ' + str(s['max_side']) + ' px' if s.get('max_side') else ''}).", "",
+             "## Final SR quality per arch", "", "| arch | GMACs | params (M) | PSNR-Y (dB) | SSIM-Y | train s |",
+             "|---|---|---|---|---|---|"]
+    for r in sorted(base, key=lambda r: -r["gmacs"]):
+        lines.append(f"| `{r['arch']}` | {r['gmacs']:.3f} | {r['params_m']:.2f} | {r['psnr_y']:.3f} | "
+                     f"{r['ssim_y']:.4f} | {r['train_s']:.0f} |")
+    lines += ["", "## Rank correlation with the final PSNR-Y (higher is better)", "",
+              "| proxy | Kendall tau | p | Spearman rho | p | s/arch |", "|---|---|---|---|---|---|"]
+    for c in sorted(data["correlations"], key=lambda c: -c["kendall_tau"]):
+        sec = f"{c['s_per_arch']:.2f}" if c["s_per_arch"] is not None else "-"
+        lines.append(f"| {c['proxy']} | {c['kendall_tau']:.3f} | {c['tau_p']:.3g} | {c['spearman_rho']:.3f} | "
+                     f"{c['rho_p']:.3g} | {sec} |")
+    lines += ["", "## Noise floor (same arch, another training seed)", "",
+              "| arch | PSNR-Y seed A | PSNR-Y seed B | abs diff (dB) |", "|---|---|---|---|"]
+    lines += [f"| `{n['arch']}` | {n['psnr_seed_a']:.3f} | {n['psnr_seed_b']:.3f} | {n['abs_diff']:.3f} |"
+              for n in data["noise_floor"]]
+    verdict = ("reaches" if best["kendall_tau"] >= 0.5 else "does NOT reach")
+    lines += ["", f"Best proxy: **{best['proxy']}** (tau {best['kendall_tau']:.3f}), which {verdict} tau >= 0.5.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    for name, func in (("train", cmd_train), ("score", cmd_score)):
+        p = sub.add_parser(name)
+        p.set_defaults(func=func)
+        p.add_argument("--search", type=Path, required=True, help="a finished search folder of the default space")
+        p.add_argument("--work", type=Path, required=True, help="where models and partial results go")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--threads", type=int, default=1)
+    train = sub.choices["train"]
+    train.add_argument("--data", type=Path, action="append", required=True, help="HR folder (repeatable)")
+    train.add_argument("--archs", type=int, default=12)
+    train.add_argument("--noise-archs", type=int, default=2, help="archs retrained with another seed")
+    train.add_argument("--adapt-steps", type=int, default=60)
+    train.add_argument("--onestep-steps", type=int, default=40)
+    train.add_argument("--batch-size", type=int, default=4)
+    train.add_argument("--crop", type=int, default=64)
+    train.add_argument("--max-side", type=int, default=None, help="center-crop evaluation images (default: whole)")
+    score = sub.choices["score"]
+    score.add_argument("--surrogates", type=Path, help="override the search's surrogates folder")
+    score.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,7 @@
 """Proxy validity: does a better search proxy give a better one-step SR model?
 
 For >= 12 archs of the default space spread from the teacher to very small (the teacher, the all-identity arch,
-a search's Pareto set and archs at GMACs quantiles of a seeded sample of the space), each arch's compact UNet
+a search's Pareto set if given, and random archs of the space at evenly spaced GMACs), each arch's compact UNet
 (with its distilled surrogates) goes through the shipped recipes ``experiments/recipes/sr_adapt.yaml`` and
 ``sr_onestep.yaml`` with ONE fixed, shrunk budget, and the one-step model is scored by PSNR-Y on the given HR
 folders (CSet5 + CSet14; standard protocol of :mod:`tocsr_nas.sr.evaluate`). Then every proxy (the distillation
@@ -12,8 +12,8 @@ with another seed.
 Two steps (``train`` appends one JSON line per finished arch to ``WORK/sr_runs.jsonl``, so a crash loses nothing
 and a rerun skips finished archs)::
 
-    python benchmarks/proxy_validity.py train --search RUN/search --work WORK \\
-        --data ../shared/data/sr/CSet5 --data ../shared/data/sr/CSet14
+    python benchmarks/proxy_validity.py train --surrogates RUN/surrogates --work WORK \\
+        --data ../shared/data/sr/CSet5 --data ../shared/data/sr/CSet14 [--search RUN/search]
     python benchmarks/proxy_validity.py score --search RUN/search --work WORK
 """
 from __future__ import annotations
@@ -39,33 +39,24 @@ PROXIES_FILE = "proxies.json"
 log = logging.getLogger("proxy_validity")
 
 
-def select_archs(search: Path, count: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``count`` archs from the teacher to the all-identity arch: those two, the search's Pareto set, then archs at
-    GMACs quantiles of a seeded sample of the space (distinct, sorted by GMACs)."""
-    import search_spaces
-
+def select_archs(space: Any, table: Any, count: int, search: Path | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """``count`` archs from the teacher to the all-identity arch: those two, the search's Pareto set (if given),
+    then archs of a seeded random sample of the space nearest to evenly spaced GMACs (distinct, most GMACs first)."""
     from evaluators.distillation import identity_arch
-    from tocsr_nas.profiling.cost_table import CostTable
-    from tocsr_nas.search.components import COST_TABLE_FILE
-    from tocsr_nas.search.results import pareto_trials, search_config
+    from tocsr_nas.search.results import pareto_trials
 
-    space = search_spaces.load(search_config(search).space)
-    table = CostTable.load(search / COST_TABLE_FILE, space)
-    identity = identity_arch(space)
-    chosen = {str(a): a for a in (space.teacher_arch(), identity)}
-    for text in pareto_trials(search).arch:
+    chosen = {str(a): a for a in (space.teacher_arch(), identity_arch(space))}
+    for text in (pareto_trials(search).arch if search is not None else []):
         if len(chosen) < count:
             chosen.setdefault(str(space.parse(text)), space.parse(text))
     rng = np.random.default_rng(seed)
-    sample = sorted({str(a): a for a in (space.sample(rng) for _ in range(4000))}.values(),
-                    key=lambda a: table.cost(a).gmacs)
-    quantile = 0
-    while len(chosen) < count:
-        quantile += 1
-        for q in np.linspace(0, 1, count + quantile)[1:-1]:
-            arch = sample[int(q * (len(sample) - 1))]
-            if len(chosen) < count:
-                chosen.setdefault(str(arch), arch)
+    sample = {str(a): a for a in (space.sample(rng) for _ in range(4000))}
+    gmacs = {text: table.cost(a).gmacs for text, a in sample.items()}
+    for target in np.linspace(min(gmacs.values()), max(gmacs.values()), count)[::-1]:
+        if len(chosen) >= count:
+            break
+        text = min((t for t in sample if t not in chosen), key=lambda t: abs(gmacs[t] - target))
+        chosen[text] = sample[text]
     archs = [{"arch": text, "arch_id": arch.arch_id, "gmacs": table.cost(arch).gmacs,
               "params_m": table.cost(arch).params / 1e6} for text, arch in chosen.items()]
     return sorted(archs, key=lambda a: -a["gmacs"])
@@ -128,22 +119,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     import search_spaces
     import torch
 
-    from tocsr_nas.search.components import trained_supernet
-    from tocsr_nas.search.results import search_config, search_surrogates
+    from tocsr_nas.search.components import COST_TABLE_FILE, cached_cost_table, trained_supernet
     from tocsr_nas.teachers import load_teacher
 
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    space = search_spaces.load(search_config(args.search).space)
-    supernet = trained_supernet(load_teacher(space.teacher), space, search_surrogates(args.search))
-    archs = select_archs(args.search, args.archs, args.seed)
+    space = search_spaces.load(args.space)
+    teacher = load_teacher(space.teacher)
+    table, built = cached_cost_table(teacher, space, args.work)
+    if built:
+        table.save(args.work / COST_TABLE_FILE)
+    supernet = trained_supernet(teacher, space, args.surrogates)
+    archs = select_archs(space, table, args.archs, args.search, args.seed)
     (args.work / "archs.json").write_text(json.dumps(archs, indent=1))
     runs_path = args.work / RUNS_FILE
     done = {(r["arch_id"], r["seed"]) for r in read_runs(args.work)}
     noise = [archs[i] for i in np.linspace(0, len(archs) - 1, args.noise_archs + 2).astype(int)[1:-1]]
     jobs = [(a, args.seed) for a in archs] + [(a, args.seed + 10) for a in noise]
-    settings = {k: v for k, v in vars(args).items() if k not in {"func"}}
-    for arch, seed in jobs:
+    shard, shards = (int(x) for x in args.shard.split("/"))
+    settings = {k: v for k, v in vars(args).items() if k not in {"func", "shard"}}
+    for arch, seed in jobs[shard::shards]:
         if (arch["arch_id"], seed) in done:
             continue
         log.info("arch %s (%.3f GMACs) seed %d", arch["arch"], arch["gmacs"], seed)
@@ -273,12 +268,15 @@ def main() -> int:
     for name, func in (("train", cmd_train), ("score", cmd_score)):
         p = sub.add_parser(name)
         p.set_defaults(func=func)
-        p.add_argument("--search", type=Path, required=True, help="a finished search folder of the default space")
         p.add_argument("--work", type=Path, required=True, help="where models and partial results go")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int, default=1)
     train = sub.choices["train"]
     train.add_argument("--data", type=Path, action="append", required=True, help="HR folder (repeatable)")
+    train.add_argument("--space", default="tiny_ldm")
+    train.add_argument("--surrogates", type=Path, required=True, help="trained surrogates folder of the space")
+    train.add_argument("--search", type=Path, help="a search folder of the space: its Pareto set is included")
+    train.add_argument("--shard", default="0/1", help="i/n: run every n-th job from the i-th (parallel workers)")
     train.add_argument("--archs", type=int, default=12)
     train.add_argument("--noise-archs", type=int, default=2, help="archs retrained with another seed")
     train.add_argument("--adapt-steps", type=int, default=60)
@@ -287,6 +285,8 @@ def main() -> int:
     train.add_argument("--crop", type=int, default=64)
     train.add_argument("--max-side", type=int, default=None, help="center-crop evaluation images (default: whole)")
     score = sub.choices["score"]
+    score.add_argument("--search", type=Path, required=True,
+                       help="a search folder of the space: its config (validation set) and surrogates score the proxies")
     score.add_argument("--surrogates", type=Path, help="override the search's surrogates folder")
     score.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

@@ -149,8 +149,8 @@ class FidelityOptions:
         return cls(**parsed)
 
     def describe(self) -> str:
-        """The non-default options as text (empty for the original evaluator)."""
-        default = FidelityOptions()
+        """The options that differ from the original evaluator's, as text (empty for the original evaluator)."""
+        default = ORIGINAL
         relevant = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                     if getattr(self, f.name) != getattr(default, f.name)}
         if self.timesteps != "focused":
@@ -183,6 +183,11 @@ def identity_arch(space: Any) -> Arch:
     return space.arch(labels, default=None)
 
 
+ORIGINAL = FidelityOptions("epsilon", "uniform", snr_weighting="none", baseline="none")
+"""The first distillation evaluator's options: its fingerprint has no option suffix, so old search folders keep
+their provenance (a folder scored with other options does not match)."""
+
+
 class DistillationEvaluator(Evaluator):
     """Relative distillation loss of the arch's student vs the teacher on a fixed validation set."""
 
@@ -192,8 +197,8 @@ class DistillationEvaluator(Evaluator):
                  options: FidelityOptions | None = None) -> None:
         self.supernet = supernet.eval().to(validation.device)
         self.validation, self.surrogates_id = validation, surrogates_id
-        self.options = options or FidelityOptions()
-        if self.options != FidelityOptions() and validation.alphas_cumprod is None:
+        self.options = options or ORIGINAL
+        if self.options.describe() and validation.alphas_cumprod is None:
             raise ConfigError("options need a validation set built by ValidationSet.build", key="evaluators")
         self._baseline: dict[int | None, float] = {}
         if self.options.baseline == "identity":

@@ -14,6 +14,8 @@ from tocsr_nas.search.config import ValidationConfig
 from tocsr_nas.supernet import Supernet
 from tocsr_nas.testing import check_evaluator
 
+from .test_fidelity import micro_vae_folder
+
 
 @pytest.fixture(scope="module")
 def context(micro_teacher, micro_space, tmp_path_factory) -> EvaluationContext:
@@ -27,13 +29,22 @@ def context(micro_teacher, micro_space, tmp_path_factory) -> EvaluationContext:
                 "validation": lambda: ValidationSet.build(micro_teacher, latents, batch_size=2)})
 
 
-OPTIONS = {"latency": {"warmup": 1, "repeats": 1}}  # a quick table: the suite checks the interface, not the timing
+OPTIONS = {"latency": {"warmup": 1, "repeats": 1},  # a quick table: the suite checks the interface, not the timing
+           "generation": {"samples": 2, "steps": 2},
+           "sr-proxy": {"steps": 1, "batch_size": 1, "crop": 32, "eval_crop": 32, "diffusion_steps": 1}}
 
 
-@pytest.mark.parametrize("name", available_evaluators())
-def test_registered_evaluator_conforms(name: str, context: EvaluationContext, micro_space) -> None:
+SLOW = {"sr-proxy"}  # a training run per arch
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in available_evaluators()])
+def test_registered_evaluator_conforms(name: str, context: EvaluationContext, micro_space, tmp_path) -> None:
     """Built through its registered factory, exactly as a search config naming it would build it."""
-    check_evaluator(make_evaluator(name, context=context, **OPTIONS.get(name, {})), micro_space, samples=2)
+    options = dict(OPTIONS.get(name, {}))
+    if name == "sr-proxy":  # the micro teacher ships no VAE
+        options["vae"] = str(micro_vae_folder(tmp_path / "vae"))
+    check_evaluator(make_evaluator(name, context=context, **options), micro_space, samples=2)
 
 
 def test_the_suite_catches_a_nondeterministic_evaluator(context, micro_space) -> None:

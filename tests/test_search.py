@@ -134,7 +134,7 @@ def test_budget_below_initial_design_is_refused(parts, micro_space, tmp_path):
 
 
 def test_unknown_evaluator_lists_registered():
-    with pytest.raises(ConfigError, match=r"unknown evaluator 'fid' \(allowed: cost, distillation, latency\)"):
+    with pytest.raises(ConfigError, match=r"unknown evaluator 'fid' \(allowed: cost, distillation, generation, latency, sr-proxy\)"):
         make_evaluator("fid")
 
 

@@ -32,7 +32,7 @@ def test_default_evaluators_follow_objectives_and_constraints():
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"evaluators": ["cost", "fid"]}, "unknown evaluator 'fid' (allowed: cost, distillation, latency)"),
+    ({"evaluators": ["cost", "fid"]}, "unknown evaluator 'fid' (allowed: cost, distillation, generation, latency, sr-proxy)"),
     ({"evaluators": ["cost", "distillation"], "max_latency_ms": 3}, "needs the 'latency' evaluator"),
     ({"evaluators": ["cost", "cost"]}, "listed twice"),
     ({"objectives": ["loss"]}, "two distinct metrics"),

@@ -14,7 +14,7 @@ and a rerun skips finished archs)::
 
     python benchmarks/proxy_validity.py train --surrogates RUN/surrogates --work WORK \\
         --data ../shared/data/sr/CSet5 --data ../shared/data/sr/CSet14 [--search RUN/search]
-    python benchmarks/proxy_validity.py score --search RUN/search --work WORK
+    python benchmarks/proxy_validity.py score --surrogates RUN/surrogates --work WORK
 """
 from __future__ import annotations
 
@@ -157,20 +157,23 @@ def read_runs(work: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-PROXIES: dict[str, tuple[str, dict[str, Any], str]] = {
-    # name: (evaluator, options, metric)
-    "distill eps uniform": ("distillation", {}, "loss"),
-    "distill eps uniform, identity-normalised": ("distillation", {"baseline": "identity"}, "loss"),
-    "distill eps focused t=250": ("distillation", {"timesteps": "focused", "center": 250, "width": 100}, "loss"),
-    "distill eps range 0-250": ("distillation", {"timesteps": [0, 250]}, "loss"),
-    "distill x0 range 0-250": ("distillation", {"prediction": "x0", "timesteps": [0, 250]}, "loss"),
-    "distill v range 0-250": ("distillation", {"prediction": "v", "timesteps": [0, 250]}, "loss"),
-    "distill eps uniform min-SNR-5": ("distillation", {"snr_weighting": "min-snr", "snr_gamma": 5.0}, "loss"),
-    "distill x0 uniform": ("distillation", {"prediction": "x0"}, "loss"),
-    "generation latent MSE": ("generation", {}, "latent_mse"),
-    "generation -PSNR": ("generation", {}, "neg_psnr"),
-    "generation KID": ("generation", {}, "kid"),
-}
+PROXIES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
+    # (evaluator, options, {proxy name: metric}); every proxy metric is lower-is-better except the "-" ones
+    ("distillation", {}, {"distill eps uniform, /identity (default)": "loss", "distill eps uniform (original)": "raw_loss"}),
+    ("distillation", {"timesteps": "focused", "center": 250, "width": 100}, {"distill eps focused t=250+-100": "loss"}),
+    ("distillation", {"timesteps": [0, 250]}, {"distill eps t in [0, 250]": "loss"}),
+    ("distillation", {"prediction": "x0", "timesteps": [0, 250]}, {"distill x0 t in [0, 250]": "loss"}),
+    ("distillation", {"prediction": "v", "timesteps": [0, 250]}, {"distill v t in [0, 250]": "loss"}),
+    ("distillation", {"snr_weighting": "min-snr", "snr_gamma": 5.0}, {"distill eps uniform min-SNR-5": "loss"}),
+    ("distillation", {"prediction": "x0"}, {"distill x0 uniform": "loss"}),
+    ("generation", {}, {"generation latent error": "loss", "generation -PSNR": "-psnr", "generation -SSIM": "-ssim",
+                        "generation KID": "kid"}),
+]
+
+
+def metric_value(metrics: dict[str, float], metric: str) -> float:
+    """A proxy value (lower is better): the metric, or its negation for a ``-name``."""
+    return -metrics[metric[1:]] if metric.startswith("-") else metrics[metric]
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -181,35 +184,37 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from evaluators import make_evaluator
     from tocsr_nas.search.components import evaluation_context
-    from tocsr_nas.search.results import search_config
+    from tocsr_nas.search.config import SearchConfig
     from tocsr_nas.teachers import load_teacher
 
     torch.set_num_threads(args.threads)
     runs = read_runs(args.work)
     base = [r for r in runs if r["seed"] == args.seed]
     if len(base) < 3:
-        raise SystemExit(f"only {len(base)} finished archs in {args.work / RUNS_FILE}")
-    config = search_config(args.search)
-    if args.surrogates is not None:
-        config = config.model_copy(update={"surrogates": str(args.surrogates)})
+        raise SystemExit(f"only {len(base)} finished archs in {args.work / RUNS_FILE}: nothing to correlate yet")
+    config = SearchConfig(space=args.space, surrogates=str(args.surrogates) if args.surrogates else None,
+                          validation={"count": args.validation_count, "batch_size": 8}, device="cpu")
     space = search_spaces.load(config.space)
     cache_path = args.work / PROXIES_FILE
     cache: dict[str, dict[str, float]] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    context = evaluation_context(config, args.search, space, load_teacher(space.teacher))
-    for name, (evaluator, options, metric) in PROXIES.items():
-        missing = [r for r in base if r["arch_id"] not in cache.get(name, {})]
+    context = evaluation_context(config, args.work, space, load_teacher(space.teacher))
+    for evaluator, options, names in PROXIES:
+        missing = [r for r in base if any(r["arch_id"] not in cache.get(name, {}) for name in names)]
         if not missing:
             continue
         built = make_evaluator(evaluator, context=context, **options)
         start = time.perf_counter()
         for r in missing:
-            cache.setdefault(name, {})[r["arch_id"]] = float(built.evaluate(space.parse(r["arch"]))[metric])
-        cache.setdefault("_seconds_per_arch", {})[name] = (time.perf_counter() - start) / len(missing)
+            metrics = built.evaluate(space.parse(r["arch"]))
+            for name, metric in names.items():
+                cache.setdefault(name, {})[r["arch_id"]] = float(metric_value(metrics, metric))
+        for name in names:
+            cache.setdefault("_seconds_per_arch", {})[name] = (time.perf_counter() - start) / len(missing)
         cache_path.write_text(json.dumps(cache, indent=1))
-        log.info("%s: %.2f s/arch", name, cache["_seconds_per_arch"][name])
+        log.info("%s %s: %.2f s/arch", evaluator, options, (time.perf_counter() - start) / len(missing))
     psnr = np.array([r["psnr_y"] for r in base])
     table = []
-    for name in [*PROXIES, "GMACs"]:
+    for name in [*(n for _, _, names in PROXIES for n in names), "GMACs"]:
         values = np.array([r["gmacs"] if name == "GMACs" else cache[name][r["arch_id"]] for r in base])
         # every proxy is lower-is-better (GMACs: fewer MACs predicts lower PSNR, so its sign is flipped)
         score = values if name == "GMACs" else -values
@@ -224,7 +229,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             if ref is not None:
                 noise.append({"arch": r["arch"], "psnr_seed_a": ref["psnr_y"], "psnr_seed_b": r["psnr_y"],
                               "abs_diff": abs(ref["psnr_y"] - r["psnr_y"])})
-    data = {"command": " ".join(["python", *sys.argv]), "search": str(args.search), "runs": runs,
+    data = {"command": " ".join(["python", *sys.argv]), "surrogates": str(args.surrogates), "runs": runs,
             "proxies": {k: v for k, v in cache.items()}, "correlations": table, "noise_floor": noise,
             "load_average": os.getloadavg(), "settings": base[0].get("settings")}
     write_results("proxy_validity", data, markdown(data, base), args.out)
@@ -274,7 +279,8 @@ def main() -> int:
     train = sub.choices["train"]
     train.add_argument("--data", type=Path, action="append", required=True, help="HR folder (repeatable)")
     train.add_argument("--space", default="tiny_ldm")
-    train.add_argument("--surrogates", type=Path, required=True, help="trained surrogates folder of the space")
+    train.add_argument("--surrogates", type=Path, help="trained surrogates folder of the space (none: untrained, "
+                       "for a smoke run only)")
     train.add_argument("--search", type=Path, help="a search folder of the space: its Pareto set is included")
     train.add_argument("--shard", default="0/1", help="i/n: run every n-th job from the i-th (parallel workers)")
     train.add_argument("--archs", type=int, default=12)
@@ -285,9 +291,9 @@ def main() -> int:
     train.add_argument("--crop", type=int, default=64)
     train.add_argument("--max-side", type=int, default=None, help="center-crop evaluation images (default: whole)")
     score = sub.choices["score"]
-    score.add_argument("--search", type=Path, required=True,
-                       help="a search folder of the space: its config (validation set) and surrogates score the proxies")
-    score.add_argument("--surrogates", type=Path, help="override the search's surrogates folder")
+    score.add_argument("--space", default="tiny_ldm")
+    score.add_argument("--surrogates", type=Path, help="the surrogates folder the archs were built from")
+    score.add_argument("--validation-count", type=int, default=16, help="validation latents of the proxies")
     score.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

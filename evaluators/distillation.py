@@ -7,8 +7,11 @@ teacher outputs: ``mse`` and ``loss`` = weighted mse / weighted variance of the 
 error; 0 = the teacher, 1 = as bad as predicting the mean). ``budget`` = how many validation batches to use
 (default all).
 
-Options (``evaluators: [{name: distillation, options: {...}}]``; the defaults are the original evaluator, whose
-fingerprint and scores they keep):
+Options (``evaluators: [{name: distillation, options: {...}}]``). The default is the original evaluator's
+epsilon-space error at uniform timesteps, normalised by the all-identity arch's (``baseline: identity``), so that
+``eps`` reads as a fraction of the empty UNet's error and the empty UNet never satisfies an ``eps < 1``; the
+original evaluator (``baseline: none``) keeps its fingerprint, so its search folders keep their provenance, and
+any other options change the fingerprint:
 
 * ``prediction``: ``epsilon`` (default), ``x0`` or ``v``: the space both networks' noise predictions are converted
   to before comparing (``x0 = (x_t - sqrt(1-a) eps) / sqrt(a)``, ``v = sqrt(a) eps - sqrt(1-a) x0``). SR starts
@@ -18,9 +21,9 @@ fingerprint and scores they keep):
   latents are re-noised at these timesteps (same clean latents, noise and contexts).
 * ``snr_weighting``: ``none`` (default) or ``min-snr`` (Hang et al. 2023: each sample's error weighted by
   ``min(SNR, snr_gamma)`` in x0 space, i.e. divided by SNR for epsilon and by SNR + 1 for v).
-* ``baseline``: ``none`` (default) or ``identity``: ``loss`` becomes the raw relative loss divided by that of the
-  arch whose every block is ``identity`` (1.0 = no better than the empty UNet), reported as ``raw_loss`` and
-  ``baseline_loss`` next to it.
+* ``baseline``: ``identity`` (default; ``none`` when a decision of the space has no identity op) or ``none``:
+  with ``identity``, ``loss`` becomes the raw relative loss divided by that of the arch whose every block is
+  ``identity`` (1.0 = no better than the empty UNet), reported as ``raw_loss`` and ``baseline_loss`` next to it.
 """
 from __future__ import annotations
 
@@ -114,7 +117,7 @@ class FidelityOptions:
     width: float = 50.0
     snr_weighting: str = "none"
     snr_gamma: float = 5.0
-    baseline: str = "none"
+    baseline: str = "identity"
 
     @classmethod
     def parse(cls, options: dict[str, Any], num_timesteps: int) -> FidelityOptions:
@@ -169,6 +172,11 @@ class FidelityOptions:
             return drawn.round().clamp(0, num_timesteps - 1).to(torch.long)
         lo, hi = self.timesteps
         return torch.randint(lo, hi + 1, (count,), generator=generator)
+
+
+def has_identity_arch(space: Any) -> bool:
+    """Whether every decision of ``space`` offers the ``identity`` op."""
+    return all(any(c.op == "identity" for c in d.candidates) for d in space.decisions)
 
 
 def identity_arch(space: Any) -> Arch:
@@ -291,6 +299,8 @@ def distillation_evaluator(context: EvaluationContext, **options: Any) -> Distil
     """The search's ``distillation`` evaluator: its supernet (with the trained surrogates), validation set and
     options (see the module doc)."""
     parsed = FidelityOptions.parse(options, 1000)
+    if "baseline" not in options and not has_identity_arch(context.space):
+        parsed = dataclasses.replace(parsed, baseline="none")  # the default needs an identity op in every decision
     validation = fidelity_validation(context, parsed)
     return DistillationEvaluator(context.get("supernet"), validation, surrogates_id=context.surrogates_id,
                                  options=parsed)

@@ -47,8 +47,8 @@ def student(space):
 
 
 def test_identity_baseline_is_one_for_the_identity_arch_and_zero_for_the_teacher(context, micro_space) -> None:
-    evaluator = make_evaluator("distillation", context=context, baseline="identity")
-    plain = make_evaluator("distillation", context=context)
+    evaluator = make_evaluator("distillation", context=context)  # the default: baseline identity
+    plain = make_evaluator("distillation", context=context, baseline="none")
     identity = evaluator.evaluate(identity_arch(micro_space))
     assert identity["loss"] == 1.0 and identity["raw_loss"] == identity["baseline_loss"] > 0
     assert evaluator.evaluate(micro_space.teacher_arch())["loss"] == 0.0
@@ -57,14 +57,19 @@ def test_identity_baseline_is_one_for_the_identity_arch_and_zero_for_the_teacher
     assert scored["loss"] == pytest.approx(scored["raw_loss"] / identity["raw_loss"])
 
 
-def test_default_options_keep_the_original_fingerprint_and_others_change_it(context) -> None:
-    original = make_evaluator("distillation", context=context)
+def test_the_original_options_keep_the_original_fingerprint_and_others_change_it(context) -> None:
+    from evaluators.distillation import DistillationEvaluator
+
+    original = DistillationEvaluator(context.get("supernet"), context.get("validation"),
+                                     surrogates_id=context.surrogates_id)  # no options: the first evaluator
     explicit = make_evaluator("distillation", context=context, prediction="epsilon", timesteps="uniform",
                               snr_weighting="none", baseline="none")
     assert explicit.fingerprint == original.fingerprint
+    default = make_evaluator("distillation", context=context)
+    assert default.fingerprint == make_evaluator("distillation", context=context, baseline="identity").fingerprint
     others = [make_evaluator("distillation", context=context, **options).fingerprint for options in (
         {"prediction": "x0"}, {"prediction": "v"}, {"timesteps": [0, 250]}, {"timesteps": "focused"},
-        {"timesteps": "focused", "center": 100}, {"snr_weighting": "min-snr"}, {"baseline": "identity"})]
+        {"timesteps": "focused", "center": 100}, {"snr_weighting": "min-snr"}, {})]
     assert len({original.fingerprint, *others}) == 1 + len(others)
 
 
@@ -160,3 +165,41 @@ def test_sr_proxy_trains_scores_held_out_crops_and_reads_back(vae_context, micro
 def test_sr_proxy_needs_a_vae(context) -> None:
     with pytest.raises(ConfigError, match=r"evaluators\.sr-proxy\.vae: the teacher ships no VAE"):
         make_evaluator("sr-proxy", context=context)
+
+
+def shipped_searches() -> list:
+    """One param per distinct (space, validation settings) of the shipped experiments' search stages (sweeps
+    expanded), with every eps those runs ship; spaces other than the default one are ``slow``."""
+    from tocsr_nas.experiments import resolve
+
+    groups: dict = {}
+    for path in sorted((Path(__file__).parents[1] / "experiments").glob("*.yaml")):
+        for suffix, config in resolve(path):
+            if "search" in config.stages:
+                search = config.search
+                key = (search.space, search.validation.model_dump_json(), search.latent_size)
+                entry = groups.setdefault(key, (search, {}))
+                entry[1].setdefault(f"{path.stem}{suffix}", set()).update(search.eps)
+    return [pytest.param(search, runs, id=f"{search.space}-{'+'.join(sorted(runs))[:60]}",
+                         marks=[] if search.space == "tiny_ldm" else [pytest.mark.slow])
+            for search, runs in groups.values()]
+
+
+@pytest.mark.parametrize("search, runs", shipped_searches())
+def test_the_identity_arch_satisfies_no_shipped_eps(search, runs, tmp_path) -> None:
+    """The all-identity arch, scored by the default evaluator on the experiment's teacher with its own validation
+    latents (at most 4 of them, to stay quick), is over every eps those experiments ship (else a search's first
+    pick can be the empty UNet)."""
+    import search_spaces
+
+    from evaluators.distillation import identity_arch as identity_of
+    from tocsr_nas.search.components import evaluation_context
+    from tocsr_nas.teachers import load_teacher
+
+    space = search_spaces.load(search.space)
+    validation = search.validation.model_copy(update={"count": min(4, search.validation.count), "batch_size": 4})
+    reduced = search.model_copy(update={"device": "cpu", "dtype": "float32", "validation": validation})
+    context = evaluation_context(reduced, tmp_path, space, load_teacher(space.teacher))
+    score = make_evaluator("distillation", context=context).evaluate(identity_of(space))["loss"]  # as a search builds it
+    over = {run: sorted(eps) for run, eps in runs.items() if max(eps) >= score}
+    assert not over, f"the all-identity arch scores {score:.4g}, within these shipped eps: {over}"

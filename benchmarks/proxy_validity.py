@@ -198,7 +198,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     cache_path = args.work / PROXIES_FILE
     cache: dict[str, dict[str, float]] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     context = evaluation_context(config, args.work, space, load_teacher(space.teacher))
-    for evaluator, options, names in PROXIES:
+    proxies = PROXIES[:args.proxies]
+    for evaluator, options, names in proxies:
         missing = [r for r in base if any(r["arch_id"] not in cache.get(name, {}) for name in names)]
         if not missing:
             continue
@@ -214,7 +215,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         log.info("%s %s: %.2f s/arch", evaluator, options, (time.perf_counter() - start) / len(missing))
     psnr = np.array([r["psnr_y"] for r in base])
     table = []
-    for name in [*(n for _, _, names in PROXIES for n in names), "GMACs"]:
+    for name in [*(n for _, _, names in proxies for n in names), "GMACs"]:
         values = np.array([r["gmacs"] if name == "GMACs" else cache[name][r["arch_id"]] for r in base])
         # every proxy is lower-is-better (GMACs: fewer MACs predicts lower PSNR, so its sign is flipped)
         score = values if name == "GMACs" else -values
@@ -263,7 +264,13 @@ def markdown(data: dict[str, Any], base: list[dict[str, Any]]) -> str:
     lines += [f"| `{n['arch']}` | {n['psnr_seed_a']:.3f} | {n['psnr_seed_b']:.3f} | {n['abs_diff']:.3f} |"
               for n in data["noise_floor"]]
     verdict = ("reaches" if best["kendall_tau"] >= 0.5 else "does NOT reach")
-    lines += ["", f"Best proxy: **{best['proxy']}** (tau {best['kendall_tau']:.3f}), which {verdict} tau >= 0.5.", ""]
+    lines += ["", f"Best proxy over these {len(base)} archs: **{best['proxy']}** (tau {best['kendall_tau']:.3f}), which "
+              f"{verdict} tau >= 0.5.", ""]
+    planned = s.get("archs")
+    if planned and len(base) < planned:
+        lines += [f"**Incomplete**: {len(base)} of the {planned} archs finished training before scoring; with so few "
+                  "archs the correlations are not evidence either way. The train command resumes (finished archs "
+                  "are skipped); score again afterwards.", ""]
     return "\n".join(lines)
 
 
@@ -294,6 +301,8 @@ def main() -> int:
     score.add_argument("--space", default="tiny_ldm")
     score.add_argument("--surrogates", type=Path, help="the surrogates folder the archs were built from")
     score.add_argument("--validation-count", type=int, default=16, help="validation latents of the proxies")
+    score.add_argument("--proxies", type=int, default=len(PROXIES), help="score only the first N evaluator "
+                       "configurations of PROXIES (the default distillation evaluator first)")
     score.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -229,8 +229,10 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(results: dict[str, Any]) -> str:
     """The results as Markdown: one row per model, then the held-out loss curves of (b) and (c) by step."""
-    models = {m: row for m, row in results["models"].items() if "psnr" in row}
-    sets = list(next(iter(models.values()))["psnr"]) if models else []
+    models = {m: row for m, row in results["models"].items() if "held_out_loss" in row}
+    if not models:
+        return "No model evaluated yet.\n"
+    sets = list(next(iter(models.values()))["psnr"])
     wall = results["wall_s"]
     walls = {"a": ("a_vae", "a_teacher"), "b": ("a_vae", "a_teacher", "b_expanded"), "c": ("c_vae", "c_teacher")}
     lines = ["| model | latent ch | VAE steps | UNet steps | " + " | ".join(f"{s} RGB | {s} Y" for s in sets)

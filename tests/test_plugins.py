@@ -191,6 +191,37 @@ def test_plugin_errors_are_one_line_and_name_the_plugin(tmp_path: Path, micro_te
             load_plugins([duplicate])
 
 
+def test_sr_model_folder_records_its_plugins_and_names_a_missing_one(tmp_path: Path, micro_teacher) -> None:
+    from diffusers import DDPMScheduler
+
+    from tocsr_nas.compact import UnitChoice
+    from tocsr_nas.sr.adapt import adapt_unet
+    from tocsr_nas.sr.model import CONFIG_NAME, SRModel, load_sr_model, save_sr_model
+    from tocsr_nas.vae import build_vae
+
+    from .test_sr import MICRO_VAE
+
+    plugin = write_plugin(tmp_path / "user", name="sr_bottleneck", short="srb", file="sr_ops.py")
+    unit = next(u for u in micro_teacher_units(micro_teacher) if u.kind == "resnet")
+    with OPS.scoped():
+        load_plugins([plugin])
+        compact = CompactUNet.build(micro_teacher.unet, {unit.path: UnitChoice("sr_bottleneck", {"ratio": 0.5}, unit)})
+        net = adapt_unet(compact, micro_teacher.context(1)[0].detach())
+        model = SRModel(net=net.eval(), vae=build_vae(MICRO_VAE).eval(), scheduler=DDPMScheduler(),
+                        kind="sr-onestep", scale=4, timestep=200)
+        folder = save_sr_model(model, tmp_path / "sr")
+        backbone = json.loads((folder / CONFIG_NAME).read_text())["backbone"]
+        assert backbone["plugins"] == {"sr_bottleneck": str(plugin.resolve())}
+        loaded = load_sr_model(folder)  # with the plug-in loaded, the op is rebuilt from it
+        assert type(loaded.net.unet.get_submodule(unit.path)).__name__ == "Bottleneck"
+    with pytest.raises(ConfigError) as err:  # without it: one line naming the op and the plug-in to pass
+        load_sr_model(folder)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(str(folder / CONFIG_NAME))
+    assert f"op 'sr_bottleneck' comes from the plugin {plugin.resolve()}, which is not loaded: " \
+           f"pass --plugins {plugin.resolve()}" in message
+
+
 def micro_teacher_units(teacher):
     from tocsr_nas.units import build_unit_graph, unit_infos
 

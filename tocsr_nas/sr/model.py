@@ -23,10 +23,9 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ..atomic import atomic_folder
+from ..atomic import atomic_folder, read_safetensors
 from ..compact import CompactUNet, UnitChoice, check_plugins
 from ..config_io import read_folder_config
 from ..errors import ConfigError
@@ -155,12 +154,12 @@ def load_sr_model(folder: str | Path, kind: str | None = None) -> SRModel:
         raise ConfigError("weights file not found", source=weights)
     if config.get("weights_sha256") and sha256_file(weights) != config["weights_sha256"]:
         raise ConfigError("weights file corrupted (sha256 does not match sr_model.json)", source=weights)
+    state, _ = read_safetensors(weights)
     try:
-        state = load_file(str(weights))
         # folders written while a compact UNet wrapped its diffusers UNet (``unet.unet.*``) load as they are now
         state = {k.replace("unet.unet.", "unet.", 1) if k.startswith("unet.unet.") else k: v for k, v in state.items()}
         net.load_state_dict(state, strict=True)
-    except (SafetensorError, OSError, RuntimeError) as err:
+    except RuntimeError as err:
         raise ConfigError(f"weights do not match the config ({str(err).splitlines()[0]})", source=weights) from None
     vae_dir = folder / str(config.get("vae", {}).get("folder", VAE_DIR))
     expected = config.get("vae", {}).get("sha256")

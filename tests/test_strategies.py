@@ -13,6 +13,7 @@ from tocsr_nas.testing import strategies as suite
 # small settings so every strategy leaves its initial design within a few rounds
 OPTIONS = {
     "bo": {"eps": [1.6, 2.2], "initial": 6, "pool": 300},
+    "bo-prior": {"eps": [1.6, 2.2], "initial": 6, "pool": 300},
     "evolution": {"population_size": 6, "sample_size": 3},
     "nsga2": {"population_size": 6},
 }

@@ -187,7 +187,8 @@ def summarise(spec: str, runs: list[np.ndarray], seconds: list[float], budget: i
     stack = np.stack(runs)
     reach = [int(np.argmax(c >= 0.95)) + 1 if (c >= 0.95).any() else None for c in runs]
     ranked = np.array([r if r is not None else np.inf for r in reach], dtype=float)
-    row: dict[str, Any] = {"strategy": spec, "seeds": len(runs), "seconds_per_run": float(np.mean(seconds)),
+    row: dict[str, Any] = {"strategy": spec, "seeds": len(runs), "budget": budget,
+                           "seconds_per_run": float(np.mean(seconds)),
                            "evals_to_95": reach, "runs_reaching_95": sum(r is not None for r in reach),
                            "evals_to_95_median": float(np.median(ranked)),
                            "evals_to_95_iqr": [float(np.percentile(ranked, 25)), float(np.percentile(ranked, 75))],
@@ -204,7 +205,7 @@ def fmt_evals(value: float, budget: int) -> str:
 
 
 def space_markdown(space: str, result: dict[str, Any]) -> list[str]:
-    budget = result["budget"]
+    budget = max(r["budget"] for r in result["strategies"])
     ks = [k for k in CHECKPOINTS if k <= budget]
     rate = result.get("archs_per_second")
     lines = [f"## `{space}`", "",
@@ -214,22 +215,24 @@ def space_markdown(space: str, result: dict[str, Any]) -> list[str]:
              f"(one thread, load average {result.get('load_average_before')} -> {result.get('load_average_after')}). "
              f"HV reference: loss {result['reference'][0]:.3f}, {result['reference'][1]:.3f} GMACs (1.1x the worst). "
              f"Cache key `{result['cache_key']}`.", "",
-             "| strategy | seeds | " + " | ".join(f"HV @{k} (mean [95% CI])" for k in ks) +
+             "| strategy | seeds | budget | " + " | ".join(f"HV @{k} (mean [95% CI])" for k in ks) +
              " | reach 95% | evals to 95%: median [IQR] | s per run |",
-             "|---|---:|" + "---:|" * len(ks) + "---:|---:|---:|"]
+             "|---|---:|---:|" + "---:|" * len(ks) + "---:|---:|---:|"]
     for row in result["strategies"]:
-        cells = [f"{row[f'hv@{k}_mean']:.3f} [{row[f'hv@{k}_ci95'][0]:.3f}, {row[f'hv@{k}_ci95'][1]:.3f}]" for k in ks]
+        own = row["budget"]
+        cells = [f"{row[f'hv@{k}_mean']:.3f} [{row[f'hv@{k}_ci95'][0]:.3f}, {row[f'hv@{k}_ci95'][1]:.3f}]"
+                 if k <= own else "-" for k in ks]
         iqr = row["evals_to_95_iqr"]
-        lines.append(f"| {row['strategy']} | {row['seeds']} | " + " | ".join(cells) +
-                     f" | {row['runs_reaching_95']}/{row['seeds']} | {fmt_evals(row['evals_to_95_median'], budget)} "
-                     f"[{fmt_evals(iqr[0], budget)}, {fmt_evals(iqr[1], budget)}] | {row['seconds_per_run']:.1f} |")
+        lines.append(f"| {row['strategy']} | {row['seeds']} | {own} | " + " | ".join(cells) +
+                     f" | {row['runs_reaching_95']}/{row['seeds']} | {fmt_evals(row['evals_to_95_median'], own)} "
+                     f"[{fmt_evals(iqr[0], own)}, {fmt_evals(iqr[1], own)}] | {row['seconds_per_run']:.1f} |")
     curves = {r["strategy"]: np.array(r["curve_mean"]) for r in result["strategies"]}
     if "random" in curves:
-        for name in ("bo", "bo-prior"):
-            if name in curves:
-                diff = curves[name] - curves["random"]
-                lines.append(f"\n`{name}` - `random` mean HV ratio over budgets 1..{budget}: min {diff.min():+.3f} "
-                             f"(at {int(diff.argmin()) + 1}), >= 0 at {int((diff >= 0).sum())}/{budget} budgets.")
+        for name in [n for n in curves if n.startswith("bo")]:
+            k = min(len(curves[name]), len(curves["random"]))
+            diff = curves[name][:k] - curves["random"][:k]
+            lines.append(f"\n`{name}` - `random` mean HV ratio over budgets 1..{k}: min {diff.min():+.3f} "
+                         f"(at {int(diff.argmin()) + 1}), >= 0 at {int((diff >= 0).sum())}/{k} budgets.")
     return lines + [""]
 
 
@@ -281,7 +284,7 @@ def main() -> None:
             print(f"{space_name} {spec}: HV@{args.budget} = {rows[-1][f'hv@{args.budget}_mean']:.3f}, "
                   f"evals to 95% median {rows[-1]['evals_to_95_median']}", flush=True)
         results[space_name] = {"archs": len(frame), "true_front_size": int(len(front)), "reference": reference,
-                               "budget": args.budget, **info, "strategies": rows}
+                               **info, "strategies": rows}
     if args.exhaustive_only:
         return
     run = {"command": command, "python": sys.executable, "strategies_skipped": skipped, "seeds": args.seeds,
@@ -290,14 +293,14 @@ def main() -> None:
                          "validation_batch": args.validation_batch, "latent_size": args.latent_size}}
     path = Path(args.out) / "search_efficiency.json"
     data: dict[str, Any] = {"runs": [], "spaces": {}}
-    if args.merge and path.is_file():
+    if args.merge and path.is_file() and "spaces" in json.loads(path.read_text()):  # not a file of the old layout
         data = json.loads(path.read_text())
     data["runs"].append({**run, "load_average_end": load_average()})
     for space_name, result in results.items():
         old = data["spaces"].get(space_name)
         if old and args.merge:
-            if old["cache_key"] != result["cache_key"] or old["budget"] != result["budget"]:
-                raise SystemExit(f"--merge: {space_name} was measured on another table or budget; rerun without --merge")
+            if old["cache_key"] != result["cache_key"]:
+                raise SystemExit(f"--merge: {space_name} was measured on another table; rerun without --merge")
             names = {r["strategy"] for r in result["strategies"]}
             result = {**old, "strategies": [r for r in old["strategies"] if r["strategy"] not in names]
                       + result["strategies"]}
@@ -308,7 +311,7 @@ def main() -> None:
     ev = run["evaluator"]
     lines += ["", f"Evaluator `{ev['name']}` options {ev['options'] or '{}'} on {ev['validation']} validation latents "
               f"(batches of {ev['validation_batch']}, latent side {ev['latent_size'] or 'the space default'}); "
-              f"strategies get ask(1)/tell with budget {args.budget}; eps grid (for `bo`, `bo-prior`) {EPS_GRID}, "
+              f"strategies get ask(1)/tell; eps grid (for `bo`, `bo-prior`) {EPS_GRID}, "
               "fixed in advance. CI: percentile bootstrap 95% of the mean over seeds; evaluations to 95%: median and "
               "IQR over seeds (> budget: not reached).", ""]
     for space_name, result in data["spaces"].items():

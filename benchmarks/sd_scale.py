@@ -204,6 +204,8 @@ def markdown(data: dict[str, Any]) -> str:
                    f"{smoke['winner'].get('gmacs', float('nan')):.1f} GMACs at the 64x64 latent "
                    f"({smoke['winner'].get('params_ratio', float('nan')):.2f}x / "
                    f"{smoke['winner'].get('macs_ratio', float('nan')):.2f}x smaller than the teacher).")]
+    if data.get("not_measured"):
+        lines += ["", "Not measured (the run was stopped before them): " + ", ".join(data["not_measured"]) + "."]
     load = data.get("load_average")
     if load:
         lines += ["", "Load average (1/5/15 min): " + "; ".join(
@@ -234,8 +236,12 @@ def main(argv: list[str] | None = None) -> int:
 
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     smoke_figures = read_smoke_log(args.smoke_log) if args.smoke_log else None  # a bad log: refused first
-    load_start = os.getloadavg()
-    cells = []
+    data: dict[str, Any] = {"command": "python benchmarks/sd_scale.py " + " ".join(argv or sys.argv[1:]),
+                            "machine": machine(), "cells": [],
+                            "not_measured": [f"{item}:{device}" for device in devices for item in args.cells.split(",")],
+                            "load_average": {"start": os.getloadavg()}}
+    if smoke_figures is not None:
+        data["smoke"] = smoke_figures
     for device in devices:
         for item in args.cells.split(","):
             teacher, latent = item.split(":")
@@ -245,19 +251,18 @@ def main(argv: list[str] | None = None) -> int:
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 error = (done.stderr.strip().splitlines() or ["?"])[-1][:200]
-                cells.append({"teacher": teacher, "latent": int(latent), "device": device, "error": error})
+                data["cells"].append({"teacher": teacher, "latent": int(latent), "device": device, "error": error})
             else:
-                cells.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(json.dumps(cells[-1]), flush=True)
-    data: dict[str, Any] = {"command": "python benchmarks/sd_scale.py " + " ".join(argv or sys.argv[1:]),
-                            "machine": machine(), "cells": cells}
+                data["cells"].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            data["not_measured"].remove(f"{item}:{device}")
+            print(json.dumps(data["cells"][-1]), flush=True)
+            data["load_average"]["end"] = os.getloadavg()
+            write_results("sd_scale", data, markdown(data), args.out)  # after every cell: a stopped run keeps them
     if args.run_smoke:
         with tempfile.TemporaryDirectory() as runs:
             data["smoke"] = run_smoke(Path(runs))
         print(json.dumps(data["smoke"]), flush=True)
-    elif smoke_figures is not None:
-        data["smoke"] = smoke_figures
-    data["load_average"] = {"start": load_start, "end": os.getloadavg()}
+    data["load_average"]["end"] = os.getloadavg()
     json_path, md_path = write_results("sd_scale", data, markdown(data), args.out)
     print(f"wrote {json_path} and {md_path}")
     return 0

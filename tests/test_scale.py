@@ -179,6 +179,7 @@ def test_training_loop_refuses_cuda_without_one_before_writing(tmp_path: Path) -
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # ~3 min on the loaded 2-core machine (the tiny-ldm UNet and VAE decode, twice)
 def test_sampling_in_bfloat16_on_the_cpu_matches_float32() -> None:
     from tocsr_nas.teachers import load_teacher
     from tocsr_nas.teachers.weights import load_scheduler, weights_folder
@@ -245,8 +246,12 @@ def test_train_takes_device_and_dtype_flags(tmp_path: Path, capsys: pytest.Captu
                    match="unknown device 'npu'")
 
 
-def test_profile_times_latency_on_the_device_in_the_dtype(micro_space_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.slow  # ~35 s on the loaded 2-core machine (cost table, then every candidate timed); refusals are fast
+def test_profile_times_latency_on_the_device_in_the_dtype(micro_space_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tocsr_nas.profiling import latency
+
+    monkeypatch.setattr(latency, "LatencyTarget", functools.partial(latency.LatencyTarget, warmup=0, repeats=1))
     assert run_cli(["profile", "--space", str(micro_space_path), "--no-ptflops", "--latency", "--device", "cpu",
                     "--dtype", "bfloat16", "--json"]) == 0
     latency = json.loads(capsys.readouterr().out)["latency"]

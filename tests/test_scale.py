@@ -529,7 +529,7 @@ def test_sd15_smoke_pipeline(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     command = [sys.executable, "-m", "tocsr_nas", "run", str(REPO / "experiments" / "sd15_16ch.yaml"), *SD_SMOKE,
                "--runs-dir", str(tmp_path)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600, check=False)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=4 * 3600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the run's (the first child waited)
     assert peak <= 20 * 1024 ** 3

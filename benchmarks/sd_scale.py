@@ -250,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             print("running", " ".join(command[2:]), flush=True)
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
-                error = (done.stderr.strip().splitlines() or ["?"])[-1][:200]
+                error = (done.stderr.strip().splitlines() or [f"exit status {done.returncode} (negative: killed by "
+                                                              f"that signal, e.g. 9 by the kernel's OOM killer)"])[-1][:200]
                 data["cells"].append({"teacher": teacher, "latent": int(latent), "device": device, "error": error})
             else:
                 data["cells"].append(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -148,8 +148,9 @@ def test_sigkill_mid_search_then_resume(micro_space_path, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     trials = out / "trials.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not trials.exists() or trials.read_text().count("\n") < 5):
+    deadline = time.time() + 600  # generous: a loaded shared machine starts the subprocess slowly
+    while time.time() < deadline and process.poll() is None and (
+            not trials.exists() or trials.read_text().count("\n") < 5):
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()

@@ -164,7 +164,7 @@ CASES = [
     ("upscale-zero-scale", UP + " --scale 0", "--scale"),
     ("upscale-bad-color-fix", UP + " --color-fix magic", "invalid choice: 'magic'"),
     ("upscale-bad-output-mode", UP + " --output-mode raw", "invalid choice: 'raw'"),
-    ("upscale-missing-model", "upscale {w}/rgb.png -o {w}/out.png", "required: --model"),
+    ("upscale-unknown-model-name", "upscale {w}/rgb.png -o {w}/out.png --model x9-nothere", "no SR model folder or shipped"),
     ("upscale-missing-output", "upscale {w}/rgb.png --model {w}/empty", "required: -o/--output"),
     # upscale: inputs
     ("upscale-missing-input", "upscale {w}/nothere.png -o {w}/out.png --model {w}/empty", "input not found"),
@@ -216,6 +216,9 @@ CASES = [
     ("eval-zero-latency-size", EV + " --latency-size 0", "--latency-size"),
     ("eval-zero-latency-repeats", EV + " --latency-repeats 0", "--latency-repeats"),
     ("eval-zero-threads", EV + " --threads 0", "--threads"),
+    ("eval-negative-compare-crops", EV + " --compare-crops -1", "--compare-crops"),
+    ("eval-tiny-crop-size", EV + " --crop-size 8", "--crop-size"),
+    ("eval-unknown-model-name", "evaluate-sr --model x9-nothere --data {w}/pair --out {w}/eval", "no SR model folder"),
     ("eval-missing-data", "evaluate-sr --model {w}/empty --out {w}/eval", "required: --data"),
     ("eval-missing-out", "evaluate-sr --model {w}/empty --data {w}/pair", "required: --out"),
     ("eval-data-not-found", "evaluate-sr --model {w}/empty --data {w}/nothere --out {w}/eval", "folder not found"),

@@ -190,6 +190,7 @@ CASES = [
      "replace its input"),
     ("upscale-folder-output-is-file", "upscale {w}/pair -o {w}/notes.txt --model {w}/empty", "expected a folder"),
     ("upscale-folder-output-exists", "upscale {w}/done -o {w}/done --model {w}/empty", "--overwrite"),
+    ("upscale-light-without-light-vae", "upscale {w}/rgb.png -o {w}/out.png --model {model} --light", "no light VAE"),
     ("upscale-scale-mismatch", "upscale {w}/rgb.png -o {w}/out.png --model {model} --scale 2", "does not match"),
     ("upscale-tile-below-stride", "upscale {w}/rgb.png -o {w}/out.png --model {model} --tile 4 --overlap 0",
      "smaller than the model's stride"),

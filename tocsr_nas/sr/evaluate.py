@@ -49,10 +49,10 @@ def reference_methods(scale: int, vae: AutoencoderKL | None) -> dict[str, Method
 
 def model_method(model: SRModel, *, steps: int = 50, tile: int = 512, overlap: int = 64, seed: int = 0,
                  fix: str = "none", output: str | None = None, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> Method:
-    """An SR model as an evaluation method (``output`` overrides the model's output mode)."""
+                 dtype: torch.dtype = torch.float32, light: bool = False) -> Method:
+    """An SR model as an evaluation method (``output`` overrides the model's output mode; ``light``: its light VAE)."""
     return lambda lr, hr: upscale_image(model, lr, steps=steps, tile=tile, overlap=overlap, seed=seed, fix=fix,
-                                        output=output, device=device, dtype=dtype)
+                                        output=output, device=device, dtype=dtype, light=light)
 
 
 def evaluate_files(methods: Mapping[str, Method], files: Sequence[Path], scale: int, *, dataset: str = "",
@@ -123,11 +123,15 @@ def _median_seconds(call: Callable[[], object], repeats: int) -> float:
 
 
 @torch.no_grad()
-def measure_latency(model: SRModel, lr_size: int, *, steps: int = 50, repeats: int = 3, seed: int = 0) -> float:
-    """Median seconds to upscale one seeded ``lr_size x lr_size`` image (untiled; one warm-up call first)."""
+def measure_latency(model: SRModel, lr_size: int, *, steps: int = 50, repeats: int = 3, seed: int = 0,
+                    light: bool = False, tile: int | None = None) -> float:
+    """Median seconds to upscale one seeded ``lr_size x lr_size`` image (one warm-up call first).
+
+    ``tile``: output-pixel tile side (default: untiled); ``light``: encode and decode with the model's light VAE.
+    """
     lr = torch.rand(3, lr_size, lr_size, generator=torch.Generator().manual_seed(seed))
-    tile = lr_size * model.scale + model.vae_factor * model.unet_factor
-    return _median_seconds(lambda: upscale_image(model, lr, steps=steps, tile=tile), repeats)
+    tile = tile or lr_size * model.scale + model.vae_factor * model.unet_factor
+    return _median_seconds(lambda: upscale_image(model, lr, steps=steps, tile=tile, light=light), repeats)
 
 
 @torch.no_grad()

@@ -98,6 +98,9 @@ def main() -> int:
     parser.add_argument("--output-modes", nargs="+", choices=["direct", "residual"], default=["residual"],
                         help="output modes to evaluate the models in (see tocsr_nas.sr.pipeline.to_pixels)")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--name", default="sr_quality",
+                        help="results name: OUT/NAME.json and .md (e.g. sr_quality_latency for a latency-only run)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -132,7 +135,7 @@ def main() -> int:
             rows += evaluate_files(methods, list_image_files(folder), args.scale, dataset=folder.name)
         summary = summarize(rows)
         args.out.mkdir(parents=True, exist_ok=True)
-        write_csv(args.out / "sr_quality_per_image.csv", rows)
+        write_csv(args.out / f"{args.name}_per_image.csv", rows)
         data["summary"], data["per_image"] = summary, rows
         markdown += f"## Quality, x{args.scale}, bicubic LR (PSNR/SSIM on Y, {args.scale} px shaved, whole images)\n\n"
         markdown += markdown_table(summary)
@@ -149,7 +152,8 @@ def main() -> int:
     runs["onestep-teacher-sized"] = (big, 1, False)
     runs[teacher_row] = (big_multi, k, False)
     data["latency"] = {}
-    for lr_size, tile in [(args.latency_size, None)] + ([(args.large_size, args.tile)] if args.large_size else []):
+    sizes = [] if args.skip_latency else [(args.latency_size, None)] + ([(args.large_size, args.tile)] if args.large_size else [])
+    for lr_size, tile in sizes:
         latency = {name: {"end_to_end_s": measure_latency(m, lr_size, steps=steps, repeats=args.latency_repeats,
                                                           light=light, tile=tile),
                           "unet_only_s": measure_latent_latency(m, lr_size, steps=steps, repeats=args.latency_repeats)}
@@ -187,7 +191,7 @@ def main() -> int:
                         "GMACs ratio": costs["teacher-sized"]["unet"] / costs["onestep-compact"]["unet"]})
     if compare:
         markdown += "\n## Compact vs teacher-sized one-step (same recipe)\n\n" + markdown_table(compare)
-    json_path, md_path = write_results("sr_quality", data, markdown, args.out)
+    json_path, md_path = write_results(args.name, data, markdown, args.out)
     print(markdown)
     print(f"wrote {json_path} and {md_path}")
     return 0

@@ -139,8 +139,8 @@ class LightVAETask:
 
 
 def run_light_vae(recipe: LightVAERecipe, out_dir: str | Path, *, resume: bool = True,
-                  stop_after: int | None = None) -> dict[str, Any]:
-    """Distil; when finished, export ``out_dir/light`` (attach it to an SR model with ``--light``)."""
+                  stop_after: int | None = None, export_at: int | None = None) -> dict[str, Any]:
+    """Distil; when finished (or at step ``export_at``, as in :func:`~.train.run_sr_adapt`), export ``out_dir/light``."""
     from ..data.images import ImageCropDataset, resolve_image_files  # noqa: PLC0415
     from ..teachers import load_teacher  # noqa: PLC0415
     from ..training.loop import train  # noqa: PLC0415
@@ -161,10 +161,10 @@ def run_light_vae(recipe: LightVAERecipe, out_dir: str | Path, *, resume: bool =
     dataset = ImageCropDataset(resolve_image_files(recipe.data.source), recipe.data.crop_size,
                                loop.steps * loop.batch_size, seed=loop.seed, flips=recipe.data.flips)
     result = train(LightVAETask(LightVAE(recipe.light), vae), dataset, loop, out_dir, resume=resume,
-                   stop_after=stop_after)
+                   stop_after=export_at or stop_after)
     summary: dict[str, Any] = {"recipe": "sr-light", "steps": result.step, "resumed_from": result.resumed_from,
                                "wall_s": result.wall_s, "final": result.history[-1] if result.history else {}}
-    if result.step >= loop.steps:
+    if result.step >= min(loop.steps, export_at or loop.steps):
         summary["light"] = str(save_light_vae(result.model, out_dir / "light"))
     return summary
 

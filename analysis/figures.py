@@ -27,6 +27,7 @@ from .frames import complete, pareto_front, summarize_curves, teacher_cost  # no
 
 AXIS_LABELS = {"loss": "relative distillation loss", "mse": "distillation MSE", "gmacs": "GMACs",
                "gmacs_no_attention": "GMACs (without attention)", "params_m": "parameters (M)",
+               "latency_ms": "latency per UNet call (ms)",
                "hypervolume": "hypervolume", "ratio": "hypervolume ratio (to the true front)", "evaluation": "evaluations"}
 CHOICE_COLOURS = {"teacher kept": "#d9d9d9", "skipped": "#fcbba1", "surrogate": "#9ecae1"}
 DPI = 150

@@ -19,7 +19,8 @@ from tocsr_nas.search.store import TRIALS_FILE, read_header, read_trials
 from .pareto import hypervolume, pareto_mask
 
 OBJECTIVES = ("loss", "gmacs")
-RATIO_COLUMNS = {"gmacs": "macs_ratio", "params_m": "params_ratio"}  # cost -> how many times the teacher's is larger
+RATIO_COLUMNS = {"gmacs": "macs_ratio", "params_m": "params_ratio",  # cost -> how many times the teacher's is larger
+                 "latency_ms": "latency_ratio"}
 
 
 def search_folders(paths: Iterable[str | Path]) -> list[Path]:
@@ -97,6 +98,11 @@ def teacher_cost(trials: pd.DataFrame, cost: str = "gmacs") -> float | None:
     values = (trials[cost] * trials[ratio]).to_numpy(dtype=float)
     values = values[np.isfinite(values) & (values > 0)]
     return float(np.median(values)) if len(values) else None
+
+
+def has_latency(trials: pd.DataFrame) -> bool:
+    """Whether some complete trial has a measured latency (the search had a latency evaluator)."""
+    return "latency_ms" in trials and not complete(trials, ("loss", "latency_ms")).empty
 
 
 def reference_point(trials: pd.DataFrame, objectives: Sequence[str] = OBJECTIVES, margin: float = 0.1) -> tuple[float, ...]:

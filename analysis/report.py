@@ -26,6 +26,7 @@ from .frames import (
     candidates_seen,
     choice_frequencies,
     complete,
+    has_latency,
     hypervolume_curves,
     load_runs,
     pareto_front,
@@ -36,7 +37,9 @@ from .frames import (
 from .tables import pareto_table, ranking_table, to_markdown, write_table
 
 logger = logging.getLogger(__name__)
-PICK_COLUMNS = ("eps", "trial_id", "loss", "gmacs", "params_m", "macs_ratio", "params_ratio", "arch")
+PICK_COLUMNS = ("eps", "trial_id", "loss", "gmacs", "params_m", "latency_ms", "macs_ratio", "params_ratio",
+                "latency_ratio", "arch")
+COST_PLOTS = (("gmacs", "pareto_gmacs"), ("params_m", "pareto_params"), ("latency_ms", "pareto_latency"))
 MAX_ROWS = 40  # rows of a stage's CSV shown in the Markdown (the full table is copied next to it)
 
 
@@ -131,10 +134,13 @@ def _search_section(folder: Path, out: Path, *, eps: Sequence[float] | None, tru
     config = header.get("config", {})
     trials = load_runs([folder])
     eps_values = list(eps) if eps else list(config.get("eps", [0.3]))
+    objectives = config.get("objectives") or ["loss", "gmacs"]
+    latency = has_latency(trials)
     counts = trials.state.value_counts().to_dict()
     lines = ["## Search", "",
              (f"Folder `{folder}`: space `{header.get('space')}`, strategy `{header.get('strategy')}`, seed "
-              f"{header.get('seed')}, budget {config.get('budget')}, eps {eps_values}."), "",
+              f"{header.get('seed')}, budget {config.get('budget')}, eps {eps_values}, objectives "
+              f"{', '.join(objectives)}."), "",
              "Trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "failed", "infeasible")) + ".", ""]
     summary: dict[str, Any] = {"search": str(folder), "trials": {k: int(v) for k, v in counts.items()}}
     if complete(trials).empty:
@@ -144,11 +150,15 @@ def _search_section(folder: Path, out: Path, *, eps: Sequence[float] | None, tru
     write_table(picks, out / "tables" / "winner")
     winner = picks.dropna(subset=["trial_id"]).iloc[0] if "trial_id" in picks and picks.trial_id.notna().any() else None
     lines += ["### Winner vs the teacher", "",
-              ("The cheapest complete trial with loss <= eps (`pick_trial`); `macs_ratio` and `params_ratio` say how "
-               "many times fewer GMACs and parameters it has than the teacher."), ""]
+              (f"The cheapest complete trial (in {objectives[1]}) with loss <= eps (`pick_trial`); `macs_ratio` and "
+               "`params_ratio` say how many times fewer GMACs and parameters it has than the teacher"
+               + (", `latency_ratio` how many times faster it runs (measured latency table)." if latency else ".")), ""]
     teacher = {cost: teacher_cost(trials, cost) for cost in ("gmacs", "params_m")}
     if None not in teacher.values():
-        lines += [f"Teacher: {teacher['gmacs']:.4g} GMACs, {teacher['params_m']:.4g} M parameters.", ""]
+        if latency:
+            teacher["latency_ms"] = teacher_cost(trials, "latency_ms")
+        shown = f", {teacher['latency_ms']:.4g} ms per UNet call" if teacher.get("latency_ms") is not None else ""
+        lines += [f"Teacher: {teacher['gmacs']:.4g} GMACs, {teacher['params_m']:.4g} M parameters{shown}.", ""]
         summary["teacher"] = teacher
     lines += [to_markdown(picks)]
     marks: dict[str, str] = dict(anchors)
@@ -156,8 +166,8 @@ def _search_section(folder: Path, out: Path, *, eps: Sequence[float] | None, tru
         marks = {f"pick (eps={winner.eps:g})": winner.arch, **marks}
         summary["winner"] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in winner.to_dict().items()}
 
-    for cost, name in (("gmacs", "pareto_gmacs"), ("params_m", "pareto_params")):
-        if cost not in trials:
+    for cost, name in COST_PLOTS:
+        if cost not in trials or (cost == "latency_ms" and not latency):
             continue
         points, absent = anchor_points(trials, marks, cost)
         front_true = true_front if true_front is not None and cost in true_front else None
@@ -172,12 +182,21 @@ def _search_section(folder: Path, out: Path, *, eps: Sequence[float] | None, tru
     heat = figures.choice_heatmap(choice_frequencies(front.arch, candidates), out / "choices.png",
                                   title=f"choices in the Pareto set ({len(front)} archs)")
     lines += ["### Pareto set", "", (f"{len(front)} Pareto-optimal archs (loss vs GMACs); "
-                                         "[CSV](tables/pareto.csv), [LaTeX](tables/pareto.tex)."), "", to_markdown(pareto_table(front)),
-              f"![choices]({heat.path.name})", ""]
+                                         "[CSV](tables/pareto.csv), [LaTeX](tables/pareto.tex)."), "", to_markdown(pareto_table(front))]
+    if latency:
+        fast = pareto_front(trials, ("loss", "latency_ms"))
+        write_table(pareto_table(fast), out / "tables" / "pareto_latency", caption="Pareto set (loss vs latency)")
+        lines += [(f"{len(fast)} Pareto-optimal archs (loss vs latency per UNet call); "
+                   "[CSV](tables/pareto_latency.csv), [LaTeX](tables/pareto_latency.tex)."), "",
+                  to_markdown(pareto_table(fast))]
+        summary["pareto_latency_size"] = len(fast)
+    lines += [f"![choices]({heat.path.name})", ""]
     if winner is not None:
         drawn = figures.arch_diagram(winner.arch, out / "winner.png",
                                      title=f"winner: trial {int(winner.trial_id)} (loss {winner.loss:.3g}, "
-                                           f"{winner.get('macs_ratio', float('nan')):.2f}x fewer GMACs than the teacher)")
+                                           f"{winner.get('macs_ratio', float('nan')):.2f}x fewer GMACs"
+                                           + (f", {winner.get('latency_ratio', float('nan')):.2f}x faster" if latency else "")
+                                           + " than the teacher)")
         lines += ["### Winner's architecture", "", f"`{winner.arch}`", "", f"![winner]({drawn.path.name})", ""]
     curves = hypervolume_curves(trials, reference_point(trials))
     hv = figures.hypervolume_plot(curves, out / "hypervolume.png", title="hypervolume vs evaluations")
@@ -252,6 +271,12 @@ def build_comparison(runs: Sequence[str | Path], out: str | Path, *, true_front:
     runs_table = trials.groupby("run", sort=False).agg(strategy=("strategy", "first"), seed=("seed", "first"),
                                                          trials=("trial_id", "size"), evaluations=("evaluation", "max"),
                                                          folder=("folder", "first")).reset_index()
+    latency = has_latency(trials)
+    if latency:  # each run's teacher time: latencies of runs measured on different targets are not comparable
+        runs_table.insert(5, "teacher latency (ms)", [teacher_cost(trials[trials.run == run], "latency_ms")
+                                                      for run in runs_table.run])
+        runs_table.insert(6, "fastest on front (ms)", [
+            pareto_front(trials[trials.run == run], ("loss", "latency_ms")).latency_ms.min() for run in runs_table.run])
     lines = ["# Comparison", "", (f"{len(runs_table)} searches, {runs_table.strategy.nunique()} strategies. Hypervolume of "
                                      f"(loss, GMACs) w.r.t. the reference point ({reference[0]:.4g}, {reference[1]:.4g})."),
              "",
@@ -273,6 +298,12 @@ def build_comparison(runs: Sequence[str | Path], out: str | Path, *, true_front:
     pareto = figures.pareto_plot(trials, out / "pareto_gmacs.png", true_front=true_front,
                                  title="loss vs GMACs, all seeds of each strategy")
     lines += ["## Pareto fronts", "", f"![pareto]({pareto.path.name})", ""]
+    if latency:
+        fast = figures.pareto_plot(trials, out / "pareto_latency.png", cost="latency_ms",
+                                   title="loss vs latency, all seeds of each strategy")
+        lines += [("Loss vs measured latency per UNet call (searches with a latency evaluator; compare only runs "
+                   "whose teacher latency above shows the same target)."), "", f"![pareto latency]({fast.path.name})",
+                  ""]
     path = out / "compare.md"
     write_text(path, "\n".join(lines))
     write_text(out / "summary.json", ranking.to_json(orient="records", indent=1))

@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tocsr_nas.atomic import write_text
+
 LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "±": r"$\pm$"}
-PARETO_COLUMNS = ("trial_id", "loss", "gmacs", "params_m", "macs_ratio", "params_ratio", "arch")
+PARETO_COLUMNS = ("trial_id", "loss", "gmacs", "params_m", "latency_ms", "macs_ratio", "params_ratio", "latency_ratio",
+                  "arch")
 
 
 def format_value(value: object, digits: int = 4) -> str:
@@ -80,9 +83,7 @@ def write_table(frame: pd.DataFrame, stem: str | Path, formats: Sequence[str] = 
         raise ValueError(f"unknown table format(s) {sorted(unknown)} (allowed: {sorted(writers)})")
     paths = {}
     for kind in formats:
-        path = stem.with_suffix(f".{kind}")
-        path.write_text(writers[kind]())
-        paths[kind] = path
+        paths[kind] = write_text(stem.with_suffix(f".{kind}"), writers[kind]())
     return paths
 
 

@@ -2,14 +2,18 @@
 
 Usage::
 
-    python benchmarks/latency_table.py [--space tiny_ldm] [--archs 20] [--repeats 9] [--threads 1] [--out DIR]
+    python benchmarks/latency_table.py [--space tiny_ldm] [--archs 20] [--repeats 9] [--threads 1]
+                                       [--runtimes torch onnxruntime] [--out DIR]
 
-Torch eager on this CPU at ``--threads`` threads, batch 1, fp32. First the table is built as a search builds it
-(timed end to end). Then, for the error, every distinct candidate call of the table, the teacher's compact UNet
-(the fixed part) and the whole compact UNets of ``--archs`` random archs are measured side by side in one
-interleaved run (warm-up, then ``--repeats`` rounds that time every call once, one call per timing; the median per call), so load
-changes on a shared machine shift table entries and whole models alike. The load average is recorded before and
-after.
+On this CPU at ``--threads`` threads, batch 1, fp32, for each of ``--runtimes``: ``torch`` (eager) and
+``onnxruntime`` (every unit and whole model exported to ONNX and run in an ONNX Runtime session; needs the extra
+``onnx``). Per runtime, the table is first planned and measured as a search builds it with an empty cache (timed
+end to end, including the ONNX exports). Then, for the error, every distinct candidate call of every runtime's
+table, the teachers' compact UNets (the fixed parts) and the whole compact UNets of ``--archs`` random archs are
+measured side by side in one interleaved run (warm-up, then ``--repeats`` rounds that time every call once, one call
+per timing; the median per call), so load changes on a shared machine shift table entries and whole models of all
+runtimes alike. The load average is recorded before and after. Results: ``latency_table.{json,md}`` for torch alone,
+``latency_table_<runtime>_...{json,md}`` otherwise.
 """
 from __future__ import annotations
 
@@ -27,8 +31,8 @@ from _common import RESULTS, write_results  # noqa: E402
 import search_spaces  # noqa: E402
 from tocsr_nas.profiling.cost_table import extract_fresh, model_inputs  # noqa: E402
 from tocsr_nas.profiling.latency import (  # noqa: E402
+    RUNTIMES,
     LatencyTarget,
-    build_latency_table,
     compare_latency,
     measure_many,
     model_call,
@@ -37,6 +41,8 @@ from tocsr_nas.profiling.latency import (  # noqa: E402
 from tocsr_nas.teachers import load_teacher  # noqa: E402
 from tocsr_nas.units import build_unit_graph, unit_infos  # noqa: E402
 
+RUNTIME_NAMES = {"torch": "torch eager", "onnxruntime": "ONNX Runtime (CPU)"}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,17 +50,23 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=20, help="random archs timed as whole models")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=["torch"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
+    runtimes = list(dict.fromkeys(args.runtimes))
     load_before = os.getloadavg()
     space = search_spaces.load(args.space)
     teacher = load_teacher(space.teacher)
-    target = LatencyTarget(threads=args.threads, repeats=args.repeats)
-    start = time.perf_counter()
-    build_latency_table(teacher, space, target)
-    build_s = time.perf_counter() - start
-    print(f"table built in {build_s:.1f} s", flush=True)
+    targets = {r: LatencyTarget(threads=args.threads, repeats=args.repeats, runtime=r) for r in runtimes}
+
+    plans, build_s = {}, {}
+    for runtime, target in targets.items():  # as a search builds its table with an empty cache
+        start = time.perf_counter()
+        plans[runtime] = plan_latency_table(teacher, space, target)
+        measure_many(plans[runtime].calls, target)
+        build_s[runtime] = time.perf_counter() - start
+        print(f"{runtime}: table built in {build_s[runtime]:.1f} s", flush=True)
 
     rng = np.random.default_rng(args.seed)
     archs: list = []
@@ -62,55 +74,69 @@ def main() -> None:
         arch = space.sample(rng)
         if arch not in archs:
             archs.append(arch)
-    plan = plan_latency_table(teacher, space, target)
     latent_size = space.latent_size or teacher.latent_size
     units = {u.path: u for u in unit_infos(build_unit_graph(teacher.unet, model_inputs(teacher, latent_size)))}
     inputs = teacher.example_inputs(batch_size=1, latent_size=latent_size)
-    calls = dict(plan.calls)
-    calls.update({arch.arch_id: model_call(extract_fresh(teacher, space, arch, units).unet, inputs, target)
-                  for arch in archs})
+    calls = {}
+    for runtime, target in targets.items():
+        calls.update(plans[runtime].calls)  # keys carry the runtime (target.key), so no two runtimes collide
+        calls.update({f"{runtime}/{arch.arch_id}": model_call(extract_fresh(teacher, space, arch, units), inputs, target)
+                      for arch in archs})
     start = time.perf_counter()
-    times = measure_many(calls, target)
+    times = measure_many(calls, targets[runtimes[0]])  # every target has the same threads, warmup and repeats
     side_by_side_s = time.perf_counter() - start
-    table = plan.table(times)
-    check = compare_latency(table, archs, times)
     load_after = os.getloadavg()
-    signed = (check.ms_table - check.ms_model) / check.ms_model
-    result = {
-        "space": args.space, "threads": args.threads, "repeats": args.repeats, "archs": len(archs), "seed": args.seed,
-        "target": target.key, "table_build_seconds": build_s, "distinct_calls": len(plan.calls),
-        "placements": len(plan.rows), "side_by_side_seconds": side_by_side_s,
-        "teacher_ms": table.teacher_ms, "fixed_ms": table.fixed_ms,
-        "median_rel_error": float(check.rel_error.median()), "mean_rel_error": float(check.rel_error.mean()),
-        "max_rel_error": float(check.rel_error.max()), "median_signed_error": float(signed.median()),
-        "load_average_before": load_before, "load_average_after": load_after,
-        "rows": check.to_dict(orient="records"),
-    }
-    lines = [
-        (f"Latency table of `{args.space}` on this CPU: torch eager, fp32, batch 1, {args.threads} thread(s), "
-         f"median of {args.repeats} interleaved rounds after warm-up. Table build (as a search builds it): "
-         f"**{build_s:.1f} s** for {len(plan.rows)} placements ({len(plan.calls)} distinct calls incl. the teacher)."),
-        "",
-        (f"Table sum vs whole-model time over {len(archs)} random archs (measured side by side in one run, "
-         f"{side_by_side_s:.0f} s): median error **{result['median_rel_error']:.1%}**, mean "
-         f"{result['mean_rel_error']:.1%}, max {result['max_rel_error']:.1%}, median signed error (table - model) "
-         f"{result['median_signed_error']:+.1%}. Teacher (compact) {table.teacher_ms:.1f} ms, fixed part "
-         f"{table.fixed_ms:.1f} ms. Target: median error <= 10%."),
-        "",
-        (f"Load average (1/5/15 min) before {'/'.join(f'{v:.1f}' for v in load_before)}, after "
-         f"{'/'.join(f'{v:.1f}' for v in load_after)} on {os.cpu_count()} CPUs (a shared machine: absolute times "
-         "vary with the load; the error compares times taken in the same window)."),
-        "",
-        "| arch | table (ms) | model (ms) | error |",
-        "|---|---:|---:|---:|",
-        *[f"| `{r['arch']}` | {r['ms_table']:.1f} | {r['ms_model']:.1f} | {r['rel_error']:.1%} |"
-          for r in result["rows"]],
-        "",
-        (f"Command: `python benchmarks/latency_table.py --space {args.space} --archs {args.archs} "
-         f"--repeats {args.repeats} --threads {args.threads} --seed {args.seed}`"),
-    ]
-    write_results("latency_table", result, "\n".join(lines) + "\n", args.out)
-    print("\n".join(lines[:3]))
+
+    result = {"space": args.space, "threads": args.threads, "repeats": args.repeats, "archs": len(archs),
+              "seed": args.seed, "runtimes": runtimes, "side_by_side_seconds": side_by_side_s,
+              "load_average_before": load_before, "load_average_after": load_after, "by_runtime": {}}
+    lines = [(f"Latency tables of `{args.space}` on this CPU: fp32, batch 1, {args.threads} thread(s), median of "
+              f"{args.repeats} interleaved rounds after warm-up. Table sum vs whole-model time over {len(archs)} random "
+              f"archs, every runtime's units and whole models measured side by side in one run "
+              f"({side_by_side_s:.0f} s). Target: median error <= 10%."), "",
+             "| runtime | table build (s) | placements | distinct calls | teacher (ms) | fixed part (ms) | median error "
+             "| mean error | max error | median signed error (table - model) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    checks = {}
+    for runtime, target in targets.items():
+        plan = plans[runtime]
+        table = plan.table(times)
+        measured = {arch.arch_id: times[f"{runtime}/{arch.arch_id}"] for arch in archs}
+        check = checks[runtime] = compare_latency(table, archs, measured)
+        signed = (check.ms_table - check.ms_model) / check.ms_model
+        entry = {"target": target.key, "table_build_seconds": build_s[runtime], "distinct_calls": len(plan.calls),
+                 "placements": len(plan.rows), "teacher_ms": table.teacher_ms, "fixed_ms": table.fixed_ms,
+                 "median_rel_error": float(check.rel_error.median()), "mean_rel_error": float(check.rel_error.mean()),
+                 "max_rel_error": float(check.rel_error.max()), "median_signed_error": float(signed.median()),
+                 "rows": check.to_dict(orient="records")}
+        result["by_runtime"][runtime] = entry
+        lines.append(f"| {RUNTIME_NAMES[runtime]} | {build_s[runtime]:.1f} | {len(plan.rows)} | {len(plan.calls)} | "
+                     f"{table.teacher_ms:.1f} | {table.fixed_ms:.1f} | **{entry['median_rel_error']:.1%}** | "
+                     f"{entry['mean_rel_error']:.1%} | {entry['max_rel_error']:.1%} | "
+                     f"{entry['median_signed_error']:+.1%} |")
+    lines += ["", ("Table build includes planning (building every candidate) and, for ONNX Runtime, exporting each "
+                   "call to ONNX on its first call."), ""]
+    if len(runtimes) > 1:
+        first, *others = runtimes
+        speed = {r: float(np.median(checks[first].ms_model / checks[r].ms_model)) for r in others}
+        result["median_speedup_vs_" + first] = speed
+        lines += [", ".join(f"Whole models: {RUNTIME_NAMES[r]} is {s:.2f}x as fast as {RUNTIME_NAMES[first]} "
+                            "(median over the archs of the per-arch time ratio, measured side by side)"
+                            for r, s in speed.items()) + ".", ""]
+    lines += [(f"Load average (1/5/15 min) before {'/'.join(f'{v:.1f}' for v in load_before)}, after "
+               f"{'/'.join(f'{v:.1f}' for v in load_after)} on {os.cpu_count()} CPUs (a shared machine: absolute "
+               "times vary with the load; the errors and ratios compare times taken in the same window)."), "",
+              "| arch | " + " | ".join(f"{r} table (ms) | {r} model (ms) | {r} error" for r in runtimes) + " |",
+              "|---|" + "---:|---:|---:|" * len(runtimes)]
+    for i, arch in enumerate(archs):
+        cells = [f"{c.ms_table[i]:.1f} | {c.ms_model[i]:.1f} | {c.rel_error[i]:.1%}" for c in checks.values()]
+        lines.append(f"| `{arch}` | " + " | ".join(cells) + " |")
+    lines += ["", (f"Command: `python benchmarks/latency_table.py --space {args.space} --archs {args.archs} "
+                   f"--repeats {args.repeats} --threads {args.threads} --runtimes {' '.join(runtimes)} "
+                   f"--seed {args.seed}`")]
+    name = "latency_table" if runtimes == ["torch"] else "latency_table_" + "_".join(runtimes)
+    write_results(name, result, "\n".join(lines) + "\n", args.out)
+    print("\n".join(lines[:6]))
 
 
 if __name__ == "__main__":

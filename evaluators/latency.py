@@ -53,11 +53,12 @@ class LatencyEvaluator(Evaluator):
 @register_evaluator("latency")
 def latency_evaluator(context: EvaluationContext, *, device: str = "cpu", dtype: str = "float32",
                       batch_size: int = 1, threads: int = 1, warmup: int = 3, repeats: int = 9,
-                      cache: str | None = None) -> LatencyEvaluator:
-    """The search's ``latency`` evaluator: the table measured on ``device`` (cached), bounded by
-    ``max_latency_ms``. ``cache`` is a JSON file (relative to the search folder), shared between searches."""
+                      runtime: str = "torch", cache: str | None = None) -> LatencyEvaluator:
+    """The search's ``latency`` evaluator: the table measured on ``device`` with ``runtime`` (``torch`` or
+    ``onnxruntime``; cached), bounded by ``max_latency_ms``. ``cache`` is a JSON file (relative to the search
+    folder), shared between searches."""
     target = LatencyTarget(device=device, dtype=dtype, batch_size=batch_size, threads=threads, warmup=warmup,
-                           repeats=repeats)
+                           repeats=repeats, runtime=runtime)
     path = context.cache_dir / Path(cache or CACHE_FILE)
     table = build_latency_table(context.teacher, context.space, target, cache=LatencyCache(path))
     return LatencyEvaluator(table, max_latency_ms=context.constraints.get("latency_ms"))

@@ -20,7 +20,7 @@ from analysis.frames import (
     with_evaluations,
 )
 from analysis.pareto import hypervolume
-from analysis.report import build_report, find_stages
+from analysis.report import build_comparison, build_report, find_stages
 from analysis.tables import (
     format_value,
     ranking_table,
@@ -30,9 +30,11 @@ from analysis.tables import (
 )
 from evaluators.cost import CostEvaluator
 from evaluators.distillation import DistillationEvaluator, ValidationSet
+from evaluators.latency import LatencyEvaluator
 from tocsr_nas.cli import main
 from tocsr_nas.errors import ConfigError
 from tocsr_nas.profiling.cost_table import build_cost_table
+from tocsr_nas.profiling.latency import LatencyTarget, build_latency_table
 from tocsr_nas.search import SearchConfig, SearchRunner
 from tocsr_nas.search.components import validation_latents
 from tocsr_nas.search.config import ValidationConfig
@@ -151,11 +153,31 @@ def test_figures_write_pngs_with_legends(tmp_path):
 
 # -- report and compare on real searches ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def searches(micro_teacher, micro_space, tmp_path_factory):
-    """Four tiny searches on the micro space (random and evolution, seeds 0 and 1, 6 evaluations each)."""
+def evaluators(micro_teacher, micro_space):
+    """The cost table and the distillation evaluator of the micro space."""
     table = build_cost_table(micro_teacher, micro_space, ptflops=False, progress=False)
     latents = validation_latents(micro_teacher, ValidationConfig(**GAUSSIAN), 16)
-    distillation = DistillationEvaluator(Supernet(micro_teacher, micro_space), ValidationSet.build(micro_teacher, latents, batch_size=2))
+    return table, DistillationEvaluator(Supernet(micro_teacher, micro_space),
+                                        ValidationSet.build(micro_teacher, latents, batch_size=2))
+
+
+@pytest.fixture(scope="module")
+def latency_search(micro_teacher, micro_space, evaluators, tmp_path_factory):
+    """A tiny search minimising (loss, latency_ms) with a measured latency table (one timed round per call)."""
+    table, distillation = evaluators
+    latency = build_latency_table(micro_teacher, micro_space, LatencyTarget(warmup=1, repeats=1))
+    config = SearchConfig(space=str(micro_space.source), validation=GAUSSIAN, strategy="random", seed=0, budget=5,
+                          eps=[0.9], objectives=["loss", "latency_ms"], evaluators=["cost", "latency", "distillation"])
+    folder = tmp_path_factory.mktemp("latency") / "search"
+    SearchRunner(config, folder, space=micro_space, table=table, cheap=[CostEvaluator(table), LatencyEvaluator(latency)],
+                 expensive=[distillation]).run(progress=False)
+    return folder, latency
+
+
+@pytest.fixture(scope="module")
+def searches(micro_space, evaluators, tmp_path_factory):
+    """Four tiny searches on the micro space (random and evolution, seeds 0 and 1, 6 evaluations each)."""
+    table, distillation = evaluators
     root = tmp_path_factory.mktemp("searches")
     for strategy in ("random", "evolution"):
         for seed in (0, 1):
@@ -183,6 +205,8 @@ def test_report_of_a_search_folder(searches, tmp_path, capsys):
     for png in ("pareto_gmacs.png", "pareto_params.png", "choices.png", "winner.png", "hypervolume.png"):
         assert f"]({png})" in text and (tmp_path / "r" / png).is_file()
     assert "Missing stages: surrogates, sr." in text and "Anchors not evaluated in this search: never." in text
+    assert "latency" not in text and not (tmp_path / "r" / "pareto_latency.png").exists()  # no latency evaluator
+    assert "latency_ms" not in pd.read_csv(tmp_path / "r" / "tables" / "pareto.csv")
     assert "(no complete trial reaches this eps)" in text  # eps 0.01 is out of reach
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     winner = summary["winner"]
@@ -218,6 +242,7 @@ def test_compare_two_strategies_two_seeds(searches, tmp_path, capsys):
     assert main(["compare", *runs, "--out", str(tmp_path / "c"), "--true-front", str(front), "--band", "std"]) == 0
     text = (tmp_path / "c" / "compare.md").read_text()
     assert "4 searches, 2 strategies" in text and "](hypervolume.png)" in text and "](hypervolume_ratio.png)" in text
+    assert "latency" not in text and not (tmp_path / "c" / "pareto_latency.png").exists()  # no latency evaluator
     ranking = pd.read_csv(tmp_path / "c" / "tables" / "ranking.csv")
     assert sorted(ranking.strategy) == ["evolution", "random"] and ranking["rank"].tolist() == [1, 2]
     curves = pd.read_csv(tmp_path / "c" / "tables" / "hypervolume_curves.csv")
@@ -226,3 +251,46 @@ def test_compare_two_strategies_two_seeds(searches, tmp_path, capsys):
     pd.DataFrame({"loss": [0.1]}).to_csv(bad, index=False)
     assert main(["compare", *runs, "--out", str(tmp_path / "d"), "--true-front", str(bad)]) == 2
     assert "missing column(s) ['gmacs']" in capsys.readouterr().err
+
+
+# -- latency in pareto, report and compare --------------------------------------------------------------------------
+def test_pareto_of_a_latency_search_is_loss_vs_latency(latency_search, capsys):
+    folder, latency = latency_search
+    assert main(["pareto", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Pareto set of loss vs latency_ms:")
+    assert "latency_ms" in out.splitlines()[1] and "latency_ratio" in out.splitlines()[1]
+    front = pareto_front(load_runs([folder]), ("loss", "latency_ms"))
+    assert len(out.splitlines()) == 2 + len(front)  # the title, the header, one row per arch on the latency front
+    assert f"{front.latency_ms.iloc[0]:.2f}"[:4] in out
+
+
+def test_report_of_a_latency_search_shows_latency(latency_search, tmp_path):
+    folder, latency = latency_search
+    text = build_report(folder, tmp_path / "r", load_space=False).read_text()
+    assert "](pareto_latency.png)" in text and "](pareto_gmacs.png)" in text
+    assert f"{latency.teacher_ms:.4g} ms per UNet call" in text and "`latency_ratio` how many times faster" in text
+    drawn = pareto_plot(load_runs([folder]), tmp_path / "check.png", cost="latency_ms")
+    assert drawn.xlabels == ("latency per UNet call (ms)",) and "teacher" in drawn.texts  # teacher from the ratios
+    trials = load_runs([folder])
+    winner = pd.read_csv(tmp_path / "r" / "tables" / "winner.csv").iloc[0]
+    feasible = trials[(trials.state == "complete") & (trials.loss <= 0.9)]
+    assert winner.latency_ms == pytest.approx(feasible.latency_ms.min())  # the pick is the fastest, not the fewest GMACs
+    assert winner.latency_ratio == pytest.approx(latency.teacher_ms / winner.latency_ms)
+    fast = pd.read_csv(tmp_path / "r" / "tables" / "pareto_latency.csv")
+    assert list(fast.columns[:5]) == ["trial_id", "loss", "gmacs", "params_m", "latency_ms"]
+    assert len(fast) == len(pareto_front(trials, ("loss", "latency_ms")))
+    assert "latency_ms" in pd.read_csv(tmp_path / "r" / "tables" / "pareto.csv")
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["teacher"]["latency_ms"] == pytest.approx(latency.teacher_ms)
+    assert summary["winner"]["latency_ratio"] == pytest.approx(winner.latency_ratio)
+
+
+def test_compare_with_a_latency_search(latency_search, searches, tmp_path):
+    folder, latency = latency_search
+    text = build_comparison([folder, searches / "random-0"], tmp_path / "c").read_text()
+    assert "](pareto_latency.png)" in text and (tmp_path / "c" / "pareto_latency.png").stat().st_size > 0
+    header = next(line for line in text.splitlines() if line.startswith("| run"))
+    assert "teacher latency (ms)" in header and "fastest on front (ms)" in header
+    row = next(line for line in text.splitlines() if str(folder) in line)
+    assert f"{latency.teacher_ms:.4g}" in row

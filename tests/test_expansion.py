@@ -9,16 +9,22 @@ import pytest
 import torch
 import yaml
 from diffusers import DDPMScheduler
+from PIL import Image
 
+from tocsr_nas.data.images import builtin_image_files
 from tocsr_nas.errors import ConfigError
 from tocsr_nas.expansion import expand_vae, widen_unet
+from tocsr_nas.experiments import resolve
 from tocsr_nas.teachers import load_teacher
 from tocsr_nas.teachers.weights import save_teacher_weights
 from tocsr_nas.training.expand_recipe import ExpandRecipe, run_expand_recipe
+from tocsr_nas.training.expansion_study import markdown, run_study
 from tocsr_nas.vae import build_vae
 
 from .badinput import assert_refused
 from .conftest import DATA
+
+EXPANSION = Path(__file__).resolve().parents[1] / "experiments" / "expansion.yaml"
 
 VAE = {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": [8, 16],
        "down_block_types": ["DownEncoderBlock2D"] * 2, "up_block_types": ["UpDecoderBlock2D"] * 2,
@@ -93,7 +99,7 @@ def source4(tmp_path_factory: pytest.TempPathFactory, vae4) -> Path:
     return root / "src4.yaml"
 
 
-def test_expand_resumes_and_writes_a_teacher_folder(tmp_path: Path, source4: Path) -> None:
+def test_expand_resumes_as_if_uninterrupted_and_writes_a_teacher_folder(tmp_path: Path, source4: Path) -> None:
     recipe = ExpandRecipe(**_recipe(str(source4)))
     out = tmp_path / "expanded"
     first = run_expand_recipe(recipe, out, stop_after=1)
@@ -107,6 +113,10 @@ def test_expand_resumes_and_writes_a_teacher_folder(tmp_path: Path, source4: Pat
     assert set(summary["held_out"]) >= {"old_teacher", "expanded_teacher"}
     with torch.no_grad():
         assert expanded.unet(**expanded.example_inputs()).sample.shape == (1, 16, 16, 16)
+    straight = load_teacher(run_expand_recipe(recipe, tmp_path / "uninterrupted")["teacher_folder"])
+    for resumed, uninterrupted in ((expanded.unet, straight.unet), (expanded.vae, straight.vae)):
+        for (name, a), b in zip(resumed.state_dict().items(), uninterrupted.state_dict().values()):
+            assert torch.equal(a, b), f"{name} differs between the interrupted and the uninterrupted expansion"
 
 
 def test_expand_refuses_bad_teachers(tmp_path: Path, source4: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -125,3 +135,47 @@ def test_expand_refuses_bad_teachers(tmp_path: Path, source4: Path, capsys: pyte
     (mismatch / "teacher.yaml").write_text(yaml.safe_dump({**config, "weights": "weights"}))
     assert_refused([*base, "--teacher", str(mismatch)], tmp_path, capsys, match="8 latent channels, the UNet 4")
     assert_refused([*base, "--teacher", str(DATA / "micro-bk.yaml")], tmp_path, capsys, match="no VAE")
+
+
+def _image_folder(root: Path, name: str, count: int, offset: int = 0) -> Path:
+    """``count`` 96x80 PNG crops of scikit-image's photographs in ``root/name``."""
+    folder = root / name
+    folder.mkdir()
+    for i, path in enumerate(builtin_image_files()[offset:offset + count]):
+        Image.open(path).convert("RGB").crop((0, 0, 96, 80)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_expansion_experiment_refuses_bad_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train, held = _image_folder(tmp_path, "train", 1), _image_folder(tmp_path, "held", 1, offset=1)
+    base = ["run", str(EXPANSION), f"expansion.data.source={train}", f"expansion.unet_data.source={train}",
+            f"expansion.held_out={held}", "--runs-dir", str(tmp_path / "runs")]
+    assert_refused([*base, f"expansion.eval=[{held}, {train}]"], tmp_path, capsys,
+                   match="expansion.eval[1]: '" + str(train) + "' is also a training folder")
+    assert_refused([*base, f"expansion.eval=[{tmp_path / 'missing'}]"], tmp_path, capsys,
+                   match="expansion.eval[0]: " + str(tmp_path / "missing") + ": image folder not found")
+    assert_refused([*base, f"expansion.eval=[{held}]", "expansion.large=4"], tmp_path, capsys,
+                   match="large (4) must exceed small (4)")
+
+
+@pytest.mark.slow
+def test_expansion_study_runs_resumes_and_compares_at_equal_steps(tmp_path: Path) -> None:
+    """The study at a micro size: three models, (b) and (c) at equal steps, curves, and a rerun resumes."""
+    [(_, config)] = resolve(EXPANSION, [
+        f"expansion.data.source={_image_folder(tmp_path, 'train', 2)}", "expansion.unet_data.source=builtin",
+        f"expansion.eval=[{_image_folder(tmp_path, 'eval', 1, offset=2)}]",
+        f"expansion.held_out={_image_folder(tmp_path, 'held', 1, offset=3)}", "expansion.held_out_crops=2",
+        "expansion.data.crop_size=32", "expansion.unet_data.crop_size=32",
+        "expansion.vae_loop={steps: 2, batch_size: 2, lr: 1.0e-3, checkpoint_every: 1, num_threads: 1}",
+        "expansion.unet_loop={steps: 2, batch_size: 2, lr: 1.0e-3, ema_decay: 0.9, checkpoint_every: 1, "
+        "num_threads: 1}"])
+    results = run_study(config.expansion, tmp_path / "study")
+    models = results["models"]
+    assert [models[m]["latent_channels"] for m in "abc"] == [4, 16, 16]
+    assert models["b"]["steps"] == models["c"]["steps"] == {"vae": 4, "unet": 4}
+    assert [s for s, _ in models["a"]["curve"]] == [1, 2] and [s for s, _ in models["b"]["curve"]] == [3, 4]
+    assert [s for s, _ in models["c"]["curve"]] == [1, 2, 3, 4] and models["b"]["widened_start"][0] == 2
+    assert set(models["c"]["psnr"]["eval"]) == {"rgb", "y"}
+    again = run_study(config.expansion, tmp_path / "study")
+    assert again["wall_s"] == results["wall_s"] and again["models"] == models  # nothing retrained, same figures
+    assert "| (b) expanded 16-channel | 16 | 4 | 4 |" in markdown(results)

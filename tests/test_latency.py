@@ -82,3 +82,57 @@ def test_cuda_target_without_cuda_is_refused():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match="no CUDA device"):
         LatencyTarget(device="cuda")
+
+
+# -- ONNX Runtime ---------------------------------------------------------------------------------------------------
+def test_onnxruntime_calls_match_torch_and_are_keyed_apart(micro_teacher):
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from tocsr_nas.profiling.latency import module_call
+    from tocsr_nas.profiling.onnx_runtime import OnnxRuntimeCall
+    from tocsr_nas.units import build_unit_graph, example_unit_call, unit_infos, unit_output
+
+    target = LatencyTarget(runtime="onnxruntime", warmup=1, repeats=2)
+    assert target.key == "onnxruntime:cpu|float32|b1|t1" and LatencyTarget().key == "cpu|float32|b1|t1"
+    units = unit_infos(build_unit_graph(micro_teacher.unet, micro_teacher.example_inputs()))
+    for kind in ("resnet", "transformer"):  # a unit with temb, one with keyword arguments and return_dict=False
+        unit = next(u for u in units if u.kind == kind)
+        module = micro_teacher.unet.get_submodule(unit.path)
+        args, kwargs = example_unit_call(unit, generator=torch.Generator().manual_seed(0))
+        call = module_call(module, args, kwargs, target)
+        assert isinstance(call, OnnxRuntimeCall) and call.run is None  # exported on the first call only
+        with torch.no_grad():
+            expected = unit_output(module(*args, **kwargs)).numpy()
+        got = call()[0]
+        assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-4)
+        assert call.module is None  # the torch module is released once the session holds the model
+    times = latency_module.measure_many({"unit": call}, target)
+    assert times["unit"] > 0
+
+
+def test_onnxruntime_target_is_refused_where_it_cannot_run(monkeypatch):
+    from tocsr_nas.profiling import onnx_runtime
+
+    with pytest.raises(ConfigError, match="runtime 'onnxruntime' times on the CPU in float32 only"):
+        LatencyTarget(runtime="onnxruntime", dtype="bfloat16")
+    with pytest.raises(ConfigError, match=r"unknown runtime 'tensorrt' \(allowed: onnxruntime, torch\)"):
+        LatencyTarget(runtime="tensorrt")
+    real = onnx_runtime.importlib.util.find_spec
+    monkeypatch.setattr(onnx_runtime.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(ConfigError) as err:
+        LatencyTarget(runtime="onnxruntime")
+    assert str(err.value) == ("runtime: runtime 'onnxruntime' needs the package(s) onnxruntime "
+                              "(pip install 'tocsr-nas[onnx]')")
+
+
+@pytest.mark.slow
+def test_onnxruntime_table_sums_and_whole_model_check(micro_teacher, micro_space):
+    pytest.importorskip("onnxruntime")
+    target = LatencyTarget(runtime="onnxruntime", warmup=1, repeats=3)
+    table = build_latency_table(micro_teacher, micro_space, target)
+    assert (table.to_frame().ms > 0).all() and table.teacher_ms > 0
+    archs = [micro_space.teacher_arch(), micro_space.sample(np.random.default_rng(1))]
+    check = verify_latency_table(table, micro_teacher, archs)
+    assert (check.ms_model > 0).all() and (check.ms_table > 0).all()

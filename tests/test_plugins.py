@@ -86,6 +86,7 @@ def plugin_space(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return plugin, space
 
 
+@pytest.mark.slow  # minutes on a loaded 2-core machine; the plug-in parts are also covered by the fast tests below
 def test_user_op_from_a_py_file_profiled_distilled_searched_extracted_reloaded(
         plugin_space: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
         caplog: pytest.LogCaptureFixture) -> None:
@@ -189,6 +190,43 @@ def test_plugin_errors_are_one_line_and_name_the_plugin(tmp_path: Path, micro_te
         with pytest.raises(ConfigError, match=rf"op 'broken_op' is already registered by plugin {broken.resolve()} "
                                               rf"\(registered again by plugin {duplicate.resolve()}\)"):
             load_plugins([duplicate])
+
+
+def test_compact_and_sr_folders_record_their_plugins_and_name_a_missing_one(tmp_path: Path, micro_teacher) -> None:
+    from diffusers import DDPMScheduler
+
+    from tocsr_nas.compact import UnitChoice
+    from tocsr_nas.sr.adapt import adapt_unet
+    from tocsr_nas.sr.model import CONFIG_NAME, SRModel, load_sr_model, save_sr_model
+    from tocsr_nas.vae import build_vae
+
+    from .test_sr import MICRO_VAE
+
+    plugin = write_plugin(tmp_path / "user", name="sr_bottleneck", short="srb", file="sr_ops.py")
+    unit = next(u for u in micro_teacher_units(micro_teacher) if u.kind == "resnet")
+    with OPS.scoped():
+        load_plugins([plugin])
+        compact = CompactUNet.build(micro_teacher.unet, {unit.path: UnitChoice("sr_bottleneck", {"ratio": 0.5}, unit)})
+        compact.save_pretrained(tmp_path / "compact")
+        config = json.loads((tmp_path / "compact" / "config.json").read_text())
+        assert config["plugins"] == {"sr_bottleneck": str(plugin.resolve())}
+        assert type(CompactUNet.from_pretrained(tmp_path / "compact").get_submodule(unit.path)).__name__ == "Bottleneck"
+        net = adapt_unet(compact, micro_teacher.context(1)[0].detach())
+        model = SRModel(net=net.eval(), vae=build_vae(MICRO_VAE).eval(), scheduler=DDPMScheduler(),
+                        kind="sr-onestep", scale=4, timestep=200)
+        folder = save_sr_model(model, tmp_path / "sr")
+        backbone = json.loads((folder / CONFIG_NAME).read_text())["backbone"]
+        assert backbone["plugins"] == {"sr_bottleneck": str(plugin.resolve())}
+        loaded = load_sr_model(folder)  # with the plug-in loaded, the op is rebuilt from it
+        assert type(loaded.net.unet.get_submodule(unit.path)).__name__ == "Bottleneck"
+    for load, source in ((lambda: CompactUNet.from_pretrained(tmp_path / "compact"), tmp_path / "compact" / "config.json"),
+                         (lambda: load_sr_model(folder), folder / CONFIG_NAME)):
+        with pytest.raises(ConfigError) as err:  # without it: one line naming the op and the plug-in to pass
+            load()
+        message = str(err.value)
+        assert "\n" not in message and message.startswith(str(source))
+        assert f"op 'sr_bottleneck' comes from the plugin {plugin.resolve()}, which is not loaded: " \
+               f"pass --plugins {plugin.resolve()}" in message
 
 
 def micro_teacher_units(teacher):

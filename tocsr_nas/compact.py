@@ -20,10 +20,9 @@ from typing import Any
 import torch
 from diffusers import ModelMixin, UNet2DConditionModel  # noqa: F401  (a pipeline's loader finds ModelMixin here)
 from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
-from .atomic import atomic_folder
+from .atomic import atomic_folder, read_safetensors
 from .config_io import read_folder_config, read_mapping
 from .errors import ConfigError
 from .ops.registry import OPS, build_op
@@ -199,10 +198,7 @@ class CompactUNet(UNet2DConditionModel):
         compact = cls(choices=config["choices"], meta=config.get("meta"), plugins=config.get("plugins"),
                       **config["unet_config"])
         weights = folder / LEGACY_WEIGHTS_NAME
-        try:
-            state = load_file(str(weights))
-        except (SafetensorError, OSError) as err:
-            raise ConfigError(f"cannot read weights ({err})", source=weights) from None
+        state, _ = read_safetensors(weights)
         try:
             compact.load_state_dict(state, strict=True)
         except RuntimeError as err:

@@ -47,8 +47,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_device_args(search)
     search.set_defaults(func=run_search)
 
-    pareto = subparsers.add_parser("pareto", help="the Pareto set (loss vs GMACs) of a search",
-                                   description="Print the Pareto-optimal complete trials of a search folder.",
+    pareto = subparsers.add_parser("pareto", help="the Pareto set (loss vs GMACs, or the search's objectives)",
+                                   description="Print the Pareto-optimal complete trials of a search folder, for "
+                                               "the objectives it minimised (loss vs GMACs by default, loss vs "
+                                               "latency_ms for a latency search); latency columns when measured.",
                                    epilog="Example: tocsr-nas pareto runs/x/search --json")
     pareto.add_argument("folder")
     pareto.add_argument("--json", action="store_true", help="print JSON records")
@@ -132,7 +134,7 @@ def _given(args: argparse.Namespace) -> set[str]:
 
 
 def run_pareto(args: argparse.Namespace) -> int:
-    from ..search.results import pareto_trials  # noqa: PLC0415 (heavy imports only for this command)
+    from ..search.results import pareto_trials, search_objectives  # noqa: PLC0415 (heavy imports only here)
 
     front = pareto_trials(args.folder)
     if args.json:
@@ -140,9 +142,10 @@ def run_pareto(args: argparse.Namespace) -> int:
     elif front.empty:
         print("no complete trials yet")
     else:
-        latency = [c for c in ("latency_ms", "latency_ratio") if c in front]
-        print(front[["trial_id", "loss", "gmacs", "params_m", "params_ratio", "macs_ratio", *latency, "arch"]]
-              .to_string(index=False))
+        loss, cost = search_objectives(args.folder)
+        columns = ["trial_id", loss, "gmacs", "params_m", "params_ratio", "macs_ratio", "latency_ms", "latency_ratio"]
+        print(f"Pareto set of {loss} vs {cost}:")
+        print(front[[c for c in dict.fromkeys(columns) if c in front] + ["arch"]].to_string(index=False))
     return 0
 
 

@@ -10,14 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-
+from ..atomic import read_safetensors, save_safetensors
+from ..errors import ConfigError
 from ..units import UnitInfo
 from .capture import UnitCall
 from .config import DistillConfig
@@ -44,9 +41,9 @@ class ActivationCache:
         if not path.is_file():
             return None
         try:
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError) as err:
-            log.warning("ignoring unreadable cache file %s (%s)", path, err)
+            tensors, _ = read_safetensors(path)
+        except ConfigError as err:
+            log.warning("ignoring unreadable cache file (%s)", err)
             return None
         calls = {u.path: UnitCall.from_tensors(tensors, u.path) for u in units}
         if any(call.hidden is None or call.output is None for call in calls.values()):
@@ -54,18 +51,11 @@ class ActivationCache:
         return calls
 
     def put(self, step: int, calls: dict[str, UnitCall]) -> None:
-        """Store every unit's call at ``step`` (written atomically)."""
+        """Store every unit's call at ``step`` (written atomically and fsynced)."""
         tensors = {}
         for path, call in calls.items():
             tensors.update(call.tensors(path))
-        handle, tmp = tempfile.mkstemp(prefix=".step-", dir=self.folder)
-        os.close(handle)
-        try:
-            save_file(tensors, tmp)
-            os.replace(tmp, self._path(step))
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        save_safetensors(self._path(step), tensors)
 
 
 __all__ = ["ActivationCache"]

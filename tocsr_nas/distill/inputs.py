@@ -11,9 +11,8 @@ from typing import Protocol
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
+from ..atomic import read_safetensors
 from ..data.images import ImageCropDataset, resolve_image_files
 from ..errors import ConfigError
 from ..teachers import Teacher
@@ -53,10 +52,7 @@ class FileLatents:
         path = Path(path)
         if not path.is_file():
             raise ConfigError("latents file not found", source=path, key="latents.file")
-        try:
-            tensor = load_file(str(path)).get("latents")
-        except (SafetensorError, OSError) as err:
-            raise ConfigError(f"not a readable safetensors file ({str(err).splitlines()[0]})", source=path) from None
+        tensor = read_safetensors(path)[0].get("latents")
         if tensor is None or tensor.dim() != 4 or tuple(tensor.shape[1:]) != shape:
             found = None if tensor is None else tuple(tensor.shape)
             raise ConfigError(f"needs a 'latents' tensor of shape (N, {', '.join(map(str, shape))}), found {found}",

@@ -37,7 +37,7 @@ from .manifest import (
     write_manifest,
 )
 from .schema import ExperimentConfig
-from .stages import ORDER, STAGES, StageContext, check_stages
+from .stages import ORDER, STAGES, STANDALONE, StageContext, check_stages
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +81,17 @@ def stage_folders(runs: list[tuple[str, ExperimentConfig]], root: Path) -> list[
 def stage_config(config: ExperimentConfig, stage: str) -> dict[str, Any]:
     """The part of the config a stage's output depends on (its section plus what upstream stages used)."""
     dump = config.model_dump(mode="json")
-    upstream = ORDER[: ORDER.index(stage) + 1]
+    if stage in STANDALONE:
+        return {"space": dump["space"], "seed": dump["seed"], stage: dump[stage]}
+    upstream = [s for s in ORDER[: ORDER.index(stage) + 1] if s not in STANDALONE]
     return {"space": dump["space"], "seed": dump["seed"], **{s: dump[s] for s in upstream if s in dump}}
 
 
 def upstream_outputs(stage: str, folders: dict[str, Path]) -> dict[str, str]:
     """The recorded output hashes of the finished stages before ``stage`` (what it may have read)."""
-    found = {}
+    found: dict[str, str] = {}
+    if stage in STANDALONE:
+        return found
     for upstream in ORDER[: ORDER.index(stage)]:
         manifest = read_manifest(folders[upstream])
         if manifest and manifest.get("status") == "complete" and manifest.get("output_hash"):

@@ -9,6 +9,7 @@ from ..device import resolve_device, resolve_dtype
 from ..distill.config import DistillConfig
 from ..search.config import SearchConfig
 from ..sr.train import SRAdaptRecipe, SROneStepRecipe
+from ..training.expansion_study import ExpansionStudy
 from .stages import ORDER, STAGES
 
 
@@ -45,6 +46,7 @@ class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
     sr: SRAdaptRecipe | None = None  # needed by the sr stage (its backbone is the extracted compact UNet)
     onestep: SROneStepRecipe | None = None  # needed by the onestep stage (its init is the sr stage's model)
     evaluate: EvaluateConfig = EvaluateConfig()
+    expansion: ExpansionStudy | None = None  # needed by the expansion stage (experiments/expansion.yaml)
     sweep: dict[str, list[Any]] = {}
     max_runs: int = pydantic.Field(12, gt=0)  # a sweep expanding to more runs asks for --yes
 
@@ -58,9 +60,9 @@ class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
 
     @pydantic.model_validator(mode="after")
     def _sections_present(self) -> ExperimentConfig:
-        for name in ("sr", "onestep"):
+        for name in ("sr", "onestep", "expansion"):
             if name in self.stages and getattr(self, name) is None:
-                raise ValueError(f"stage '{name}' needs a '{name}:' section (see experiments/quickstart.yaml)")
+                raise ValueError(f"stage '{name}' needs a '{name}:' section (see experiments/{'expansion' if name == 'expansion' else 'quickstart'}.yaml)")
         return self
 
     @pydantic.model_validator(mode="after")

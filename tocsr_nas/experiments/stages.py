@@ -45,7 +45,8 @@ class StageContext:
 
 
 STAGES: dict[str, StageFn] = {}
-ORDER = ("surrogates", "search", "extract", "sr", "onestep", "evaluate", "report")
+ORDER = ("surrogates", "search", "extract", "sr", "onestep", "evaluate", "report", "expansion")
+STANDALONE = ("expansion",)  # stages that read no other stage's output and whose output no stage reads
 REQUIRES = {"extract": ("search",), "sr": ("extract",), "onestep": ("sr",), "evaluate": ("onestep",),
             "report": ("search",)}  # upstream stages whose output a stage cannot run without
 
@@ -60,6 +61,10 @@ def check_stages(config: Any, folders: dict[str, Path], run_dir: Path) -> None:
         from ..search.runner import search_strategy  # noqa: PLC0415
 
         search_strategy(config.search, search_spaces.load(config.search.space), lambda arch: 0.0)
+    if "expansion" in stages:
+        from ..training.expansion_study import check_study  # noqa: PLC0415
+
+        check_study(config.expansion, run_dir)
     for index, stage in enumerate(stages):
         for upstream in REQUIRES.get(stage, ()):
             manifest = read_manifest(folders[upstream])
@@ -118,6 +123,14 @@ def report_stage(ctx: StageContext) -> dict[str, Any]:
 
     path = build_report(ctx.run_dir, out=ctx.out, eps=ctx.config.search.eps)
     return {"report": str(path)}
+
+
+@stage("expansion")
+def expansion_stage(ctx: StageContext) -> dict[str, Any]:
+    """The latent expansion study: 4-channel vs expanded vs from-scratch 16-channel teacher at equal steps."""
+    from ..training.expansion_study import run_study, summary  # noqa: PLC0415
+
+    return summary(run_study(ctx.config.expansion, ctx.out))
 
 
 @stage("sr")

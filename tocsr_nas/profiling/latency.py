@@ -1,16 +1,17 @@
 """The latency table: measured time of every candidate at its unit's input shape, plus the fixed parts.
 
 Like the cost table, the latency of an arch is a sum: ``fixed + sum over units of the chosen candidate's time``,
-where ``fixed`` = the time of the teacher's own arch (extracted as a compact UNet, as every searched arch is) minus the times of
-the units the space decides on (conv_in/out, time
-embedding, samplers, norms, and the per-call overhead of the UNet itself). Every time is measured on the target:
-torch eager on the CPU at a given thread count (``time.perf_counter``), or on a GPU with CUDA events; each is the
-median over ``repeats`` timed runs after ``warmup`` calls. By default a run is a single call and the runs of all
-calls are interleaved: timing one module many times in a row keeps its weights in the CPU caches and made table
-sums ~19% lower than whole-model times on tiny_ldm, where single interleaved calls came within ~7%.
+where ``fixed`` = the time of the teacher's own arch (extracted as a compact UNet, as every searched arch is) minus
+the times of the units the space decides on (conv_in/out, time embedding, samplers, norms, and the per-call overhead
+of the UNet itself). Every time is measured on the target: torch eager on the CPU at a given thread count
+(``time.perf_counter``), on a GPU with CUDA events, or ONNX Runtime on the CPU (``runtime="onnxruntime"``: each
+unit and whole model exported to ONNX, see :mod:`tocsr_nas.profiling.onnx_runtime`); each is the median over
+``repeats`` timed runs after ``warmup`` calls. By default a run is a single call and the runs of all calls are
+interleaved: timing one module many times in a row keeps its weights in the CPU caches and made table sums ~19%
+lower than whole-model times on tiny_ldm, where single interleaved calls came within ~7%.
 
 Measurements are cached on disk (JSON, written atomically) keyed by op, hyperparameters, unit kind and shapes,
-batch, dtype, device and threads, so a second space over the same teacher (or a resumed search) measures only
+batch, dtype, device, runtime and threads, so a second space over the same teacher (or a resumed search) measures only
 what is new. :func:`verify_latency_table` times extracted whole models to check the sums.
 """
 from __future__ import annotations
@@ -38,10 +39,12 @@ from ..ops.registry import build_op
 from ..teachers import Teacher
 from ..units import build_unit_graph, example_unit_call, unit_infos
 from .cost_table import extract_fresh, model_inputs, space_fingerprint
+from .onnx_runtime import OnnxRuntimeCall, require_onnxruntime
 
 logger = logging.getLogger(__name__)
 CACHE_FORMAT = "tocsr-nas/latency-cache"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+RUNTIMES = ("torch", "onnxruntime")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +58,16 @@ class LatencyTarget:
     warmup: int = 3
     repeats: int = 9
     min_run_ms: float = 0.0  # 0: every timed run is one call (caches as cold as inside a whole model)
+    runtime: str = "torch"  # or "onnxruntime" (CPU, float32; needs the extra ``onnx``)
 
     def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime '{self.runtime}'", key="runtime", allowed=list(RUNTIMES))
+        if self.runtime == "onnxruntime":
+            if (self.device, self.dtype) != ("cpu", "float32"):
+                raise ConfigError(f"runtime 'onnxruntime' times on the CPU in float32 only, got {self.device}/"
+                                  f"{self.dtype}", key="runtime")
+            require_onnxruntime()
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype '{self.dtype}'", key="dtype", allowed=sorted(DTYPES))
         if not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -73,7 +84,8 @@ class LatencyTarget:
     def key(self) -> str:
         """The part of a cache key that names the target."""
         threads = self.threads if self.device == "cpu" else 0
-        return f"{self.device}|{self.dtype}|b{self.batch_size}|t{threads}"
+        runtime = "" if self.runtime == "torch" else f"{self.runtime}:"
+        return f"{runtime}{self.device}|{self.dtype}|b{self.batch_size}|t{threads}"
 
 
 @contextlib.contextmanager
@@ -188,11 +200,19 @@ def _model_key(teacher: Teacher, latent_size: int) -> str:
     return f"compact-teacher:{hashlib.sha1(text.encode()).hexdigest()[:16]}"
 
 
+def module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, Any], target: LatencyTarget) -> Callable[[], Any]:
+    """A zero-argument call of ``module(*args, **kwargs)`` on the target (module and tensors moved there)."""
+    module = _on_target(module, target)
+    args = tuple(_cast(a, target) for a in args)
+    kwargs = {k: _cast(v, target) for k, v in kwargs.items()}
+    if target.runtime == "onnxruntime":
+        return OnnxRuntimeCall(module, args, kwargs, target.threads)
+    return lambda: module(*args, **kwargs)
+
+
 def model_call(unet: torch.nn.Module, inputs: dict[str, torch.Tensor], target: LatencyTarget) -> Callable[[], Any]:
     """A zero-argument call of ``unet`` on ``inputs``, both on the target."""
-    unet = _on_target(unet, target)
-    inputs = {k: _cast(v, target) for k, v in inputs.items()}
-    return lambda: unet(**inputs)
+    return module_call(unet, (), inputs, target)
 
 
 @dataclasses.dataclass
@@ -229,12 +249,10 @@ def plan_latency_table(teacher: Teacher, space: SearchSpace, target: LatencyTarg
         unit = units[path]
         key = f"{_unit_key(unit, op, hparams)}|{target.key}"
         if key not in calls:
-            module = _on_target(build_op(op, unit, unet.get_submodule(path), kwargs), target)
+            module = build_op(op, unit, unet.get_submodule(path), kwargs)
             args, call_kwargs = example_unit_call(unit, batch_size=target.batch_size,
                                                   generator=torch.Generator().manual_seed(0))
-            args = tuple(_cast(a, target) for a in args)
-            call_kwargs = {k: _cast(v, target) for k, v in call_kwargs.items()}
-            calls[key] = lambda: module(*args, **call_kwargs)
+            calls[key] = module_call(module, args, call_kwargs, target)
         return key
 
     rows = [{"decision": d.name, "label": c.label, "unit": path, "op": c.op,

@@ -14,18 +14,27 @@ from .config import SearchConfig
 from .store import read_header, read_trials
 
 
-def pareto_trials(folder: str | Path, *, loss: str = "loss", cost: str = "gmacs") -> pd.DataFrame:
-    """Complete trials on the Pareto front of (loss, cost), cheapest first."""
+def search_objectives(folder: str | Path) -> tuple[str, str]:
+    """The (loss, cost) metrics a search minimised (``loss``, ``gmacs`` for folders that do not record them)."""
+    loss, cost = (read_header(folder).get("config") or {}).get("objectives") or ("loss", "gmacs")
+    return str(loss), str(cost)
+
+
+def pareto_trials(folder: str | Path, *, loss: str | None = None, cost: str | None = None) -> pd.DataFrame:
+    """Complete trials on the Pareto front of (loss, cost), cheapest first; by default the search's objectives."""
     frame = read_trials(folder)
     complete = frame[frame.state == "complete"] if len(frame) else frame
     if complete.empty:
         return complete
+    default_loss, default_cost = search_objectives(folder)
+    loss, cost = loss or default_loss, cost or default_cost
     mask = pareto_mask(complete[[loss, cost]].to_numpy(dtype=float))
     return complete[mask].sort_values(cost).reset_index(drop=True)
 
 
 def pick_trial(folder: str | Path, eps: float | None = None) -> pd.Series:
-    """The cheapest complete trial with ``loss <= eps`` (the search's first epsilon by default)."""
+    """The cheapest complete trial with ``loss <= eps`` (the search's first epsilon by default), cheapest in the
+    search's cost objective (GMACs, or latency for a search that minimised ``latency_ms``)."""
     if eps is not None and not (math.isfinite(eps) and eps > 0):
         raise ConfigError(f"epsilon {eps} must be a positive loss bound", key="eps")
     eps = search_config(folder).eps[0] if eps is None else eps
@@ -35,7 +44,8 @@ def pick_trial(folder: str | Path, eps: float | None = None) -> pd.Series:
     if feasible.empty:
         best = f"best loss {complete.loss.min():.4g}" if len(complete) else "no complete trial yet"
         raise ConfigError(f"no trial reaches loss <= {eps} ({best})", source=folder, key="eps")
-    return feasible.sort_values(["gmacs", "loss"]).iloc[0]
+    cost = search_objectives(folder)[1]
+    return feasible.sort_values([cost if cost in feasible else "gmacs", "loss"]).iloc[0]
 
 
 def search_config(folder: str | Path) -> SearchConfig:

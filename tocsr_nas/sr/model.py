@@ -3,7 +3,7 @@
 A folder holds
 
 * ``sr_model.json``: ``{"format": "tocsr-nas/sr-model", "version", "kind", "scale", "lr_channels",
-  "timestep", "start_timestep", "output", "backbone": {"type": "unet"|"compact", "unet_config", "choices"?, "meta"?}, "context_shape",
+  "timestep", "start_timestep", "output", "backbone": {"type": "unet"|"compact", "unet_config", "choices"?, "meta"?, "plugins"?}, "context_shape",
   "scheduler": {DDPMScheduler config}, "vae": {"folder": "vae", "sha256": ...}, "info": {...}}``;
 * ``model.safetensors``: the adapted UNet (``unet.*``) and its context (``context``);
 * ``vae/``: the VAE (``vae.json`` + ``vae.safetensors``), copied in so the folder is self-contained;
@@ -25,11 +25,10 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ..atomic import atomic_folder
-from ..compact import CompactUNet, UnitChoice
+from ..atomic import atomic_folder, read_safetensors
+from ..compact import CompactUNet, UnitChoice, check_plugins
 from ..config_io import read_folder_config
 from ..errors import ConfigError
 from ..training.checkpoint import sha256_file
@@ -88,7 +87,8 @@ class SRModel:
 def _backbone_json(net: SRUNet) -> dict[str, Any]:
     if isinstance(net.unet, CompactUNet):
         return {"type": "compact", "unet_config": net.unet.unet_config,
-                "choices": {path: c.to_json() for path, c in net.unet.choices.items()}, "meta": net.unet.meta}
+                "choices": {path: c.to_json() for path, c in net.unet.choices.items()}, "meta": net.unet.meta,
+                "plugins": dict(net.unet.config.plugins)}  # op -> plug-in, named when loaded without it
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(net.unet.config).items()
               if not k.startswith("_")}
     return {"type": "unet", "unet_config": config}
@@ -144,9 +144,12 @@ def _build_net(config: dict[str, Any], path: Path) -> SRUNet:
         unet: torch.nn.Module = UNet2DConditionModel(**backbone["unet_config"])
         if backbone["type"] == "compact":
             choices = {p: UnitChoice.from_json(c) for p, c in backbone["choices"].items()}
+            check_plugins(choices, backbone.get("plugins") or {}, source=path)
             unet = CompactUNet.build(unet, choices, meta=backbone.get("meta"))
         widen_conv_in(unet, int(config["lr_channels"]))
         return SRUNet(unet, torch.zeros(*config["context_shape"]))
+    except ConfigError:  # a plug-in that is not loaded: its own one-line message
+        raise
     except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"invalid backbone ({type(err).__name__}: {err})", source=path, key="backbone") from None
 
@@ -162,12 +165,12 @@ def load_sr_model(folder: str | Path, kind: str | None = None) -> SRModel:
         raise ConfigError("weights file not found", source=weights)
     if config.get("weights_sha256") and sha256_file(weights) != config["weights_sha256"]:
         raise ConfigError("weights file corrupted (sha256 does not match sr_model.json)", source=weights)
+    state, _ = read_safetensors(weights)
     try:
-        state = load_file(str(weights))
         # folders written while a compact UNet wrapped its diffusers UNet (``unet.unet.*``) load as they are now
         state = {k.replace("unet.unet.", "unet.", 1) if k.startswith("unet.unet.") else k: v for k, v in state.items()}
         net.load_state_dict(state, strict=True)
-    except (SafetensorError, OSError, RuntimeError) as err:
+    except RuntimeError as err:
         raise ConfigError(f"weights do not match the config ({str(err).splitlines()[0]})", source=weights) from None
     vae_dir = folder / str(config.get("vae", {}).get("folder", VAE_DIR))
     expected = config.get("vae", {}).get("sha256")

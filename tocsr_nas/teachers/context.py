@@ -8,10 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
+from ..atomic import read_safetensors
 from ..errors import ConfigError
 
 EMBEDDING_KEY = "encoder_hidden_states"
@@ -50,10 +49,7 @@ class EmbeddingContext(ContextProvider):
         path = Path(path)
         if not path.is_file():
             raise ConfigError("embedding file not found", source=path)
-        try:
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError) as err:
-            raise ConfigError(f"not a readable safetensors file ({err})", source=path) from None
+        tensors, _ = read_safetensors(path)
         if EMBEDDING_KEY not in tensors:
             raise ConfigError("missing tensor", source=path, key=EMBEDDING_KEY, allowed=list(tensors))
         table = tensors[EMBEDDING_KEY].float()

@@ -19,6 +19,7 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from safetensors.torch import save_file
 
+from ..atomic import atomic_folder, checksums, sha256_file
 from ..config_io import read_mapping, validate
 from ..errors import ConfigError
 from ..vae import VAE_CONFIG_FILE, VAE_WEIGHTS_FILE, load_state, load_vae, save_vae
@@ -35,24 +36,21 @@ WEIGHT_FILES = (UNET_FILE, CONTEXT_FILE, VAE_CONFIG_FILE, VAE_WEIGHTS_FILE, SCHE
 def save_teacher_weights(folder: str | Path, unet: UNet2DConditionModel, context: ContextProvider,
                          vae: AutoencoderKL, scheduler: DDPMScheduler, *, dtype: torch.dtype = torch.float16,
                          info: dict[str, Any] | None = None) -> Path:
-    """Write a weights folder (tensors cast to ``dtype``) with its sha256 manifest; returns the folder."""
-    from ..training.checkpoint import sha256_file  # noqa: PLC0415  (avoid a package cycle at import time)
-
+    """Write a weights folder (tensors cast to ``dtype``) with its sha256 manifest, atomically (fsynced; an old
+    folder is replaced); returns the folder."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().to(dtype).contiguous() for k, v in unet.state_dict().items()}, str(folder / UNET_FILE))
-    save_file({k: v.detach().to(dtype).contiguous() for k, v in context.state_dict().items()}, str(folder / CONTEXT_FILE))
-    save_vae(vae, folder, dtype=dtype)
-    (folder / SCHEDULER_FILE).write_text(json.dumps(_public(dict(scheduler.config)), indent=2) + "\n")
-    manifest = {"files": {name: sha256_file(folder / name) for name in WEIGHT_FILES}, **(info or {})}
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    with atomic_folder(folder) as tmp:
+        save_file({k: v.detach().to(dtype).contiguous() for k, v in unet.state_dict().items()}, str(tmp / UNET_FILE))
+        save_file({k: v.detach().to(dtype).contiguous() for k, v in context.state_dict().items()}, str(tmp / CONTEXT_FILE))
+        save_vae(vae, tmp, dtype=dtype)
+        (tmp / SCHEDULER_FILE).write_text(json.dumps(_public(dict(scheduler.config)), indent=2) + "\n")
+        manifest = {"files": checksums(tmp, WEIGHT_FILES), **(info or {})}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return folder
 
 
 def verify_weights(folder: str | Path) -> dict[str, Any]:
     """Check every file of a weights folder against ``manifest.json``; returns the manifest."""
-    from ..training.checkpoint import sha256_file  # noqa: PLC0415
-
     folder = Path(folder)
     manifest = read_mapping(folder / MANIFEST_FILE)
     files = manifest.get("files")

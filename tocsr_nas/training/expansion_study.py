@@ -1,0 +1,259 @@
+"""The expansion study: a 4-channel teacher (a), its expansion to 16 channels (b) and a 16-channel teacher trained
+from scratch (c), at equal training steps, compared on whole-image VAE reconstruction PSNR and held-out denoising loss.
+
+(a) trains a ``latent_channels: small`` VAE for ``vae_loop.steps`` steps, then a ``teacher``-shaped UNet on its
+latents for ``unet_loop.steps``. (b) runs the ``expand`` recipe on (a) with the same per-stage budgets, so its VAE
+and UNet have trained twice those budgets since random init. (c) trains a ``latent_channels: large`` VAE and UNet
+from random init for twice the budgets: (b) and (c) have the same number of steps. Every teacher checkpoint is kept
+and its EMA weights' held-out loss measured afterwards, giving loss-vs-step curves ((b)'s continues (a)'s, plus the
+widened but untrained UNet at step ``unet_loop.steps``). Each held-out loss is on the model's own VAE latents
+(posterior means times its scaling factor), so latent spaces differ between models; "predict zero" is given beside
+each. Every sub-run has its own folder and resumes from its checkpoints; ``study.json`` is rewritten after each.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import torch
+import yaml
+from diffusers import AutoencoderKL
+
+from ..atomic import write_json, write_text
+from ..config_io import read_mapping
+from ..data.images import BUILTIN, resolve_image_files
+from ..errors import ConfigError
+from ..expansion import widen_unet
+from ..teachers import CONFIG_DIR, Teacher, load_teacher
+from ..teachers.weights import untrained_teacher
+from ..vae import load_vae
+from .checkpoint import list_checkpoints, load_checkpoint
+from .config import DataConfig, LoopConfig
+from .evaluate import denoising_loss
+from .expand_recipe import ExpandRecipe, ExpandVaeLoss, reconstruction_psnr, run_expand_recipe
+from .loop import CHECKPOINT_DIR
+from .teacher_recipe import (
+    SchedulerConfig,
+    TeacherModel,
+    TeacherRecipe,
+    held_out_latents,
+    held_out_zero_baseline,
+    run_teacher_recipe,
+)
+from .vae_recipe import VaeLoss, VaeRecipe, run_vae_recipe
+
+log = logging.getLogger(__name__)
+RESULTS_FILE = "study.json"
+MODELS = ("a", "b", "c")
+LABELS = {"a": "(a) 4-channel", "b": "(b) expanded 16-channel", "c": "(c) 16-channel from scratch"}
+
+
+class ExpansionStudy(pydantic.BaseModel, extra="forbid"):
+    """The ``expansion:`` section of an experiment (``experiments/expansion.yaml``)."""
+
+    data: DataConfig  # VAE training crops (an image folder)
+    unet_data: DataConfig  # UNet training crops
+    eval: list[str] = pydantic.Field(min_length=1)  # folders: whole-image reconstruction PSNR (never trained on)
+    held_out: str  # folder: crops for the held-out denoising loss (never trained on)
+    held_out_crops: int = pydantic.Field(32, gt=0)
+    small: int = pydantic.Field(4, gt=0)  # latent channels of (a)
+    large: int = pydantic.Field(16, gt=0)  # latent channels of (b) and (c)
+    teacher: str = "tiny-ldm"  # UNet shape (name or config file); its latent channels are set per model
+    unet: dict[str, Any] = {}  # overrides of the teacher's UNet config (e.g. narrower blocks for a CPU)
+    vae: dict[str, Any]  # VAE architecture; latent_channels is set per model
+    vae_loss: VaeLoss = VaeLoss()
+    expand_loss: ExpandVaeLoss = ExpandVaeLoss()
+    vae_loop: LoopConfig  # per stage: (a) and the expansion train this many steps, (c) twice as many
+    unet_loop: LoopConfig
+    scheduler: SchedulerConfig = SchedulerConfig()
+
+    @pydantic.model_validator(mode="after")
+    def _wider(self) -> ExpansionStudy:
+        if self.large <= self.small:
+            raise ValueError(f"large ({self.large}) must exceed small ({self.small})")
+        return self
+
+
+def check_study(study: ExpansionStudy, source: str | Path = "expansion") -> None:
+    """Refuse, before anything is written, a missing or empty folder and an evaluation folder that is trained on."""
+    train = {str(Path(d.source).resolve()) if d.source != BUILTIN else BUILTIN for d in (study.data, study.unet_data)}
+    for key, folder in [("data.source", study.data.source), ("unet_data.source", study.unet_data.source),
+                        ("held_out", study.held_out), *((f"eval[{i}]", f) for i, f in enumerate(study.eval))]:
+        try:
+            resolve_image_files(folder)
+        except ConfigError as err:
+            raise ConfigError(str(err), source=source, key=f"expansion.{key}") from None
+        held_out = folder if folder == BUILTIN else str(Path(folder).resolve())
+        if not key.endswith("source") and held_out in train:
+            raise ConfigError(f"'{folder}' is also a training folder: evaluation images must be held out",
+                              source=source, key=f"expansion.{key}")
+
+
+def _teacher_config(folder: Path, shape: str, unet: dict[str, Any], channels: int) -> Path:
+    """``shape``'s teacher config with ``unet`` overrides, ``channels`` latent channels and no weights, written into
+    ``folder``."""
+    path = CONFIG_DIR / f"{shape}.yaml" if (CONFIG_DIR / f"{shape}.yaml").is_file() else Path(shape)
+    data = {k: v for k, v in read_mapping(path).items() if k != "weights"}
+    data["unet"] = {**data["unet"], **unet, "in_channels": channels, "out_channels": channels}
+    target = folder / f"teacher-{channels}ch.yaml"
+    write_text(target, yaml.safe_dump(data, sort_keys=False))
+    return target
+
+
+def _keep_all(loop: LoopConfig, steps: int) -> LoopConfig:
+    """``loop`` with ``steps`` steps, keeping every checkpoint (the curves are measured on them)."""
+    return loop.model_copy(update={"steps": steps, "keep_checkpoints": steps // loop.checkpoint_every + 1})
+
+
+def run_study(study: ExpansionStudy, out: str | Path,
+              on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) the study in ``out``; returns the results (also in ``out/study.json``).
+
+    ``on_update`` is called with the results so far after every finished sub-run (partial results survive a crash).
+    """
+    out = Path(out)
+    check_study(study)
+    out.mkdir(parents=True, exist_ok=True)
+    previous = json.loads((out / RESULTS_FILE).read_text()) if (out / RESULTS_FILE).is_file() else {}
+    results: dict[str, Any] = {"config": study.model_dump(mode="json"),
+                               "wall_s": previous.get("wall_s", {}), "models": {m: {} for m in MODELS}}
+    v, u = study.vae_loop.steps, study.unet_loop.steps
+    configs = {c: _teacher_config(out, study.teacher, study.unet, c) for c in (study.small, study.large)}
+    scheduler = study.scheduler.build()
+
+    def update(name: str, seconds: float | None) -> None:
+        if seconds is not None:
+            results["wall_s"][name] = results["wall_s"].get(name, 0.0) + seconds
+        write_json(out / RESULTS_FILE, results, indent=2)
+        if on_update is not None:
+            on_update(results)
+
+    def timed(name: str, done: Path, fn: Callable[[], Any]) -> None:
+        if done.exists():
+            update(name, None)
+            return
+        start = time.perf_counter()
+        fn()
+        update(name, time.perf_counter() - start)
+
+    def vae_run(name: str, channels: int, steps: int) -> None:
+        recipe = VaeRecipe(data=study.data, loop=study.vae_loop.model_copy(update={"steps": steps}),
+                           vae={**study.vae, "latent_channels": channels}, loss=study.vae_loss)
+        timed(name, out / name / "vae" / "vae.safetensors", lambda: run_vae_recipe(recipe, out / name))
+
+    def teacher_run(name: str, channels: int, vae: Path, steps: int) -> None:
+        recipe = TeacherRecipe(teacher=str(configs[channels]), vae=str(vae), data=study.unet_data,
+                               loop=_keep_all(study.unet_loop, steps), scheduler=study.scheduler,
+                               held_out_source=study.held_out, held_out_crops=study.held_out_crops)
+        timed(name, out / name / "weights" / "manifest.json", lambda: run_teacher_recipe(recipe, out / name))
+
+    def evaluate(model: str, vae: AutoencoderKL, runs: list[tuple[Path, int, Path]]) -> None:
+        """PSNR of ``vae``; held-out loss of every checkpoint in ``runs`` (folder, step offset, config)."""
+        row = results["models"][model]
+        row["latent_channels"] = int(vae.config.latent_channels)
+        row["psnr"] = {Path(f).name: reconstruction_psnr(vae, resolve_image_files(f)) for f in study.eval}
+        latents = held_out_latents(vae, study.held_out, study.unet_data.crop_size, study.held_out_crops)
+        row["predict_zero"] = held_out_zero_baseline(latents, scheduler)
+        row["latent_std"] = float(latents.std())
+        row["curve"] = [point for folder, offset, config in runs
+                        for point in _curve(folder, offset, config, latents, scheduler)]
+        row["held_out_loss"] = row["curve"][-1][1]
+        update(f"evaluate_{model}", None)
+
+    vae_run("a_vae", study.small, v)
+    teacher_run("a_teacher", study.small, out / "a_vae" / "vae", u)
+    results["models"]["a"] = {"steps": {"vae": v, "unet": u}}
+    evaluate("a", load_vae(out / "a_vae" / "vae"), [(out / "a_teacher", 0, configs[study.small])])
+
+    source = yaml.safe_load(configs[study.small].read_text())
+    source["weights"] = str((out / "a_teacher" / "weights").resolve())
+    write_text(out / "source.yaml", yaml.safe_dump(source, sort_keys=False))
+    expand = ExpandRecipe(teacher=str(out / "source.yaml"), channels=study.large, data=study.data,
+                          unet_data=study.unet_data, vae_loop=study.vae_loop, vae_loss=study.expand_loss,
+                          unet_loop=_keep_all(study.unet_loop, u), scheduler=study.scheduler,
+                          held_out_source=study.held_out, held_out_crops=study.held_out_crops)
+    timed("b_expanded", out / "b_expanded" / "teacher.yaml", lambda: run_expand_recipe(expand, out / "b_expanded"))
+    expanded = load_teacher(out / "b_expanded")
+    results["models"]["b"] = {"steps": {"vae": 2 * v, "unet": 2 * u}}
+    evaluate("b", expanded.vae, [(out / "b_expanded" / "unet", u, configs[study.large])])
+    widened = _widened_start(out / "a_teacher", configs[study.small], study.large)
+    latents = held_out_latents(expanded.vae, study.held_out, study.unet_data.crop_size, study.held_out_crops)
+    results["models"]["b"]["widened_start"] = [u, denoising_loss(widened, latents, scheduler)]
+    update("evaluate_b", None)
+
+    vae_run("c_vae", study.large, 2 * v)
+    teacher_run("c_teacher", study.large, out / "c_vae" / "vae", 2 * u)
+    results["models"]["c"] = {"steps": {"vae": 2 * v, "unet": 2 * u}}
+    evaluate("c", load_vae(out / "c_vae" / "vae"), [(out / "c_teacher", 0, configs[study.large])])
+    return results
+
+
+def _checkpoint_teacher(config: Path, state: dict[str, torch.Tensor]) -> Teacher:
+    """The teacher of ``config`` with a checkpoint's UNet + context weights."""
+    teacher = untrained_teacher(config)
+    TeacherModel(teacher).load_state_dict(state)
+    teacher.unet.eval()
+    return teacher
+
+
+@torch.no_grad()
+def _curve(folder: Path, offset: int, config: Path, latents: torch.Tensor, scheduler: Any) -> list[list[float]]:
+    """``[step + offset, held-out loss]`` of every checkpoint's EMA (else model) weights under ``folder``."""
+    points = []
+    for path in list_checkpoints(folder / CHECKPOINT_DIR):
+        checkpoint = load_checkpoint(path)
+        teacher = _checkpoint_teacher(config, checkpoint.ema if checkpoint.ema is not None else checkpoint.model)
+        points.append([checkpoint.step + offset, denoising_loss(teacher, latents, scheduler)])
+    return points
+
+
+def _widened_start(folder: Path, config: Path, channels: int) -> Teacher:
+    """(a)'s final EMA UNet widened to ``channels`` (the expanded UNet before fine-tuning)."""
+    checkpoint = load_checkpoint(list_checkpoints(folder / CHECKPOINT_DIR)[-1])
+    teacher = _checkpoint_teacher(config, checkpoint.ema if checkpoint.ema is not None else checkpoint.model)
+    teacher.unet = widen_unet(copy.deepcopy(teacher.unet), channels).eval()
+    return teacher
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of a study's results (per model: PSNR per evaluation folder, final held-out loss)."""
+    return {model: {"psnr": row.get("psnr"), "held_out_loss": row.get("held_out_loss")}
+            for model, row in results["models"].items()}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as Markdown: one row per model, then the held-out loss curves of (b) and (c) by step."""
+    models = {m: row for m, row in results["models"].items() if "held_out_loss" in row}
+    if not models:
+        return "No model evaluated yet.\n"
+    sets = list(next(iter(models.values()))["psnr"])
+    wall = results["wall_s"]
+    walls = {"a": ("a_vae", "a_teacher"), "b": ("a_vae", "a_teacher", "b_expanded"), "c": ("c_vae", "c_teacher")}
+    lines = ["| model | latent ch | VAE steps | UNet steps | " + " | ".join(f"{s} RGB | {s} Y" for s in sets)
+             + " | held-out loss | predict zero | train wall (s) |",
+             "|---|---:|---:|---:|" + "---:|" * (2 * len(sets)) + "---:|---:|---:|"]
+    for model, row in models.items():
+        cells = " | ".join(f"{row['psnr'][s]['rgb']:.2f} | {row['psnr'][s]['y']:.2f}" for s in sets)
+        seconds = sum(wall.get(part, float("nan")) for part in walls[model])
+        lines.append(f"| {LABELS[model]} | {row['latent_channels']} | {row['steps']['vae']} | {row['steps']['unet']} "
+                     f"| {cells} | {row['held_out_loss']:.4f} | {row['predict_zero']:.4f} | {seconds:.0f} |")
+    curves = {m: dict((int(s), v) for s, v in models[m]["curve"]) for m in ("a", "b", "c") if m in models}
+    if "b" in models and "widened_start" in models["b"]:
+        step, value = models["b"]["widened_start"]
+        curves["b"][int(step)] = value
+    steps = sorted({s for curve in curves.values() for s in curve})
+    if steps:
+        names = [m for m in ("a", "b", "c") if m in curves]
+        lines += ["", "Held-out loss by UNet step since random init (EMA weights of each checkpoint; (b) continues "
+                  "(a) from its last step, where the widened, not yet fine-tuned UNet is measured):", "",
+                  "| step | " + " | ".join(LABELS[m] for m in names) + " |", "|---:|" + "---:|" * len(names)]
+        for step in steps:
+            lines.append(f"| {step} | " + " | ".join(f"{curves[m][step]:.4f}" if step in curves[m] else ""
+                                                     for m in names) + " |")
+    return "\n".join(lines) + "\n"

@@ -117,7 +117,7 @@ def main() -> int:
                              "vae": params(onestep.vae)}}
     if onestep.light is not None:
         data["params"]["light_vae"] = params(onestep.light)
-    markdown = ""
+    markdown = "Command: `python " + " ".join(sys.argv) + "`\n\n"
     summary: list[dict] = []
     if not args.skip_quality and args.data:
         methods = reference_methods(args.scale, onestep.vae)

@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/sd_scale.py [--cells tiny-ldm:16,tiny-ldm:32,tiny-ldm:64,sd15-16ch:16,sd15-16ch:32]
-                                  [--devices cpu[,cuda]] [--steps 2] [--archs 3] [--run-smoke] [--out benchmarks/results]
+                                  [--devices cpu[,cuda]] [--steps 2] [--archs 3] [--run-smoke | --smoke-log LOG]
+                                  [--out benchmarks/results]
 
 Each cell (teacher, latent side, device) runs in its own subprocess, so its peak memory is its own: the
 process's peak RSS (``VmHWM``) and, on CUDA, ``torch.cuda.max_memory_allocated``. Per cell: the teacher's
@@ -12,13 +13,18 @@ distillation throughput (candidate-steps/s: one teacher forward recording every 
 trainable candidate, over ``--steps`` steps, teacher time included), and the distillation evaluator's archs/s
 (random archs of the space, untrained surrogates, a 2-latent validation set). ``--run-smoke`` also runs the
 CPU smoke configuration of ``experiments/sd15_16ch.yaml`` end to end in a subprocess and records its wall time
-per stage and its peak RSS. Writes ``sd_scale.json`` and ``sd_scale.md``; every figure names its device.
+per stage and its peak RSS; ``--smoke-log`` instead takes those figures from the output of the slow test that
+runs the same configuration (``python -m pytest -q -s -m slow tests/test_scale.py -k sd15_smoke > LOG``), so the
+pipeline need not run twice. The load average (1/5/15 min) is recorded at the start and the end: on a shared
+machine every time here is slower than alone. Writes ``sd_scale.json`` and ``sd_scale.md``; every figure names its
+device.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -149,6 +155,28 @@ def run_smoke(runs: Path) -> dict[str, Any]:
             "peak_rss_gib": peak / 1024 ** 2 if peak > before else None, "winner": winner}
 
 
+SMOKE_TEST = "python -m pytest -q -s -m slow tests/test_scale.py -k sd15_smoke"
+_STAGES = re.compile(r"sd15 smoke: peak RSS ([0-9.]+) GiB; (.*)")
+_COMPACT = re.compile(r"compact UNet: ([0-9.]+)M params, ([0-9.]+) GMACs at a (\d+)x\d+ latent vs the teacher's "
+                      r"([0-9.]+)M / ([0-9.]+) G")
+
+
+def read_smoke_log(path: Path) -> dict[str, Any]:
+    """The smoke figures the slow test printed (its peak RSS and stage times, ``extract``'s compact-UNet line)."""
+    text = path.read_text()
+    stages, compact = _STAGES.search(text), _COMPACT.search(text)
+    if stages is None or compact is None or " passed" not in text:
+        raise SystemExit(f"{path}: not the output of a passing `{SMOKE_TEST}`")
+    seconds = {name: float(value.removesuffix(" s")) for name, value in
+               (item.strip().split(" ", 1) for item in stages.group(2).split(","))}
+    params, gmacs, latent, teacher_params, teacher_gmacs = (float(g) for g in compact.groups())
+    return {"command": SMOKE_TEST, "device": "cpu", "wall_s": sum(seconds.values()), "stages_s": seconds,
+            "peak_rss_gib": float(stages.group(1)),
+            "winner": {"params_m": params, "gmacs": gmacs, "latent": int(latent), "teacher_params_m": teacher_params,
+                       "teacher_gmacs": teacher_gmacs, "params_ratio": teacher_params / params,
+                       "macs_ratio": teacher_gmacs / gmacs}}
+
+
 def markdown(data: dict[str, Any]) -> str:
     lines = [("Every figure was measured on the device named in its row (no GPU was present unless a row says "
               "cuda). CPU rows run the teacher in float32, CUDA rows under bfloat16 autocast; candidates always "
@@ -171,11 +199,18 @@ def markdown(data: dict[str, Any]) -> str:
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in smoke["stages_s"].items())
         rss = "n/a" if smoke["peak_rss_gib"] is None else f"{smoke['peak_rss_gib']:.2f} GiB"
         lines += ["", f"Smoke pipeline (device cpu): `{smoke['command']}`", "",
-                  (f"Wall time {smoke['wall_s']:.0f} s ({stages}); peak RSS {rss}; winner "
+                  (f"Wall time {smoke['wall_s']:.0f} s ({stages}); peak RSS {rss}; extracted compact UNet "
                    f"{smoke['winner'].get('params_m', float('nan')):.1f}M params, "
                    f"{smoke['winner'].get('gmacs', float('nan')):.1f} GMACs at the 64x64 latent "
                    f"({smoke['winner'].get('params_ratio', float('nan')):.2f}x / "
                    f"{smoke['winner'].get('macs_ratio', float('nan')):.2f}x smaller than the teacher).")]
+    if data.get("not_measured"):
+        lines += ["", "Not measured (the run was stopped before them): " + ", ".join(data["not_measured"]) + "."]
+    load = data.get("load_average")
+    if load:
+        lines += ["", "Load average (1/5/15 min): " + "; ".join(
+            f"{when} {' / '.join(f'{x:.1f}' for x in values)}" for when, values in load.items())
+            + f" on {data['machine']['cpu_count']} CPUs (a shared machine: times are slower than alone)."]
     lines += ["", f"Command: `{data['command']}`", ""]
     return "\n".join(lines)
 
@@ -186,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", default=None, help="comma-separated (default: cpu, and cuda when present)")
     parser.add_argument("--steps", type=int, default=2, help="distillation steps per cell")
     parser.add_argument("--archs", type=int, default=3, help="evaluated archs per cell")
-    parser.add_argument("--run-smoke", action="store_true", help="also run the sd15_16ch CPU smoke pipeline")
+    smoke = parser.add_mutually_exclusive_group()
+    smoke.add_argument("--run-smoke", action="store_true", help="also run the sd15_16ch CPU smoke pipeline")
+    smoke.add_argument("--smoke-log", type=Path, help=f"take the smoke figures from the output of `{SMOKE_TEST}`")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: teacher:latent:device, prints JSON
     args = parser.parse_args(argv)
@@ -198,7 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     from _common import machine, write_results
 
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    cells = []
+    smoke_figures = read_smoke_log(args.smoke_log) if args.smoke_log else None  # a bad log: refused first
+    data: dict[str, Any] = {"command": "python benchmarks/sd_scale.py " + " ".join(argv or sys.argv[1:]),
+                            "machine": machine(), "cells": [],
+                            "not_measured": [f"{item}:{device}" for device in devices for item in args.cells.split(",")],
+                            "load_average": {"start": os.getloadavg()}}
+    if smoke_figures is not None:
+        data["smoke"] = smoke_figures
     for device in devices:
         for item in args.cells.split(","):
             teacher, latent = item.split(":")
@@ -207,17 +250,20 @@ def main(argv: list[str] | None = None) -> int:
             print("running", " ".join(command[2:]), flush=True)
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
-                error = (done.stderr.strip().splitlines() or ["?"])[-1][:200]
-                cells.append({"teacher": teacher, "latent": int(latent), "device": device, "error": error})
+                error = (done.stderr.strip().splitlines() or [f"exit status {done.returncode} (negative: killed by "
+                                                              f"that signal, e.g. 9 by the kernel's OOM killer)"])[-1][:200]
+                data["cells"].append({"teacher": teacher, "latent": int(latent), "device": device, "error": error})
             else:
-                cells.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(json.dumps(cells[-1]), flush=True)
-    data: dict[str, Any] = {"command": "python benchmarks/sd_scale.py " + " ".join(argv or sys.argv[1:]),
-                            "machine": machine(), "cells": cells}
+                data["cells"].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            data["not_measured"].remove(f"{item}:{device}")
+            print(json.dumps(data["cells"][-1]), flush=True)
+            data["load_average"]["end"] = os.getloadavg()
+            write_results("sd_scale", data, markdown(data), args.out)  # after every cell: a stopped run keeps them
     if args.run_smoke:
         with tempfile.TemporaryDirectory() as runs:
             data["smoke"] = run_smoke(Path(runs))
         print(json.dumps(data["smoke"]), flush=True)
+    data["load_average"]["end"] = os.getloadavg()
     json_path, md_path = write_results("sd_scale", data, markdown(data), args.out)
     print(f"wrote {json_path} and {md_path}")
     return 0

@@ -67,13 +67,17 @@ class Trial:
 class Problem:
     """What is searched: minimise ``loss_key`` and the exact ``cost`` (GMACs, or another cheap metric) subject to
     ``cost <= max_cost``; ``eps`` are the search's loss bounds (the first is the default pick), for strategies that
-    use them (``bo`` takes them as its default ``eps``)."""
+    use them (``bo`` takes them as its default ``eps``). ``candidate_errors`` is what distillation measured, when
+    the search has a surrogates folder: per decision, per candidate, the held-out relative error of the
+    candidate's surrogates summed over the decision's units (``tocsr_nas.distill.store.decision_errors``); a
+    strategy may use it as prior knowledge (``bo-prior`` does)."""
 
     space: SearchSpace
     cost: Callable[[Arch], float]
     max_cost: float | None = None
     loss_key: str = "loss"
     eps: tuple[float, ...] = ()
+    candidate_errors: tuple[tuple[float, ...], ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

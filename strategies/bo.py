@@ -14,8 +14,9 @@ Acquisition (cost is exact, only the loss is modelled), for one ``eps``::
 a candidate pool: the whole unseen feasible space when it has at most ``pool`` archs, otherwise ``pool / 2`` random
 feasible archs plus mutations (1-2 changes) of incumbents (the cheapest archs under each eps and the lowest-loss
 ones), minus archs already asked. A batch is the top-``n`` distinct pool archs, slot ``j`` scored with the next eps
-of the cycle (a list of eps values is cycled through across asks, tracing the front). The first ``initial`` archs
-are uniformly random feasible ones.
+of the cycle (a list of eps values is cycled through across asks, tracing the front). An eps that no longer
+constrains (a trial under it is as cheap as anything left) leaves the cycle; when none is left, the observed front's
+losses take their place. The first ``initial`` archs are uniformly random feasible ones.
 """
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ class BOOptions(pydantic.BaseModel, extra="forbid"):
     initial: int = pydantic.Field(10, ge=2)  # random initial design
     pool: int = pydantic.Field(5000, ge=10)  # candidates scored per ask
     log_loss: bool = True  # model log(loss) when every observed loss is positive
+    skip_void_eps: bool = True  # drop an eps from the cycle once it no longer constrains (see _active_eps)
 
     @pydantic.field_validator("eps")
     @classmethod
@@ -111,9 +113,10 @@ class EpsConstrainedBO(Strategy):
             return keys
         mean, std = self._posterior(complete, pool)
         costs = np.array([self.cost(k) for k in pool])
+        cycle = self._active_eps(complete, float(costs.min()))
         free = np.ones(len(pool), dtype=bool)
         while len(keys) < n and free.any():
-            eps = self.eps_values[self.n_modelled % len(self.eps_values)]
+            eps = cycle[self.n_modelled % len(cycle)]
             scores = np.where(free, self._acquisition(eps, complete, mean, std, costs), -np.inf)
             best = int(np.argmax(scores))
             free[best] = False
@@ -121,23 +124,51 @@ class EpsConstrainedBO(Strategy):
             self.n_modelled += 1
         return keys
 
+    def _active_eps(self, complete: list[Observation], cheapest: float) -> list[float]:
+        """The eps values of the cycle that still constrain the search.
+
+        An eps is void once a complete feasible trial under it costs no more than the cheapest arch left in the pool
+        (e.g. the cheapest arch of the space satisfies it): nothing can improve on it, and scoring it would spend
+        evaluations on the mere probability of meeting it. When every eps is void, the losses of the observed Pareto
+        front that are not void take their place (each asks for a cheaper arch at that loss: tracing the front).
+        """
+        if not self.options.skip_void_eps:
+            return self.eps_values
+        under = [(o.loss, self.cost(o.key)) for o in complete if self.feasible(o.key)]
+
+        def void(eps: float) -> bool:
+            return any(loss <= eps and cost <= cheapest for loss, cost in under)
+
+        active = [eps for eps in self.eps_values if not void(eps)]
+        if active:
+            return active
+        front = sorted({loss for loss, cost in under if not any(l2 <= loss and c2 < cost for l2, c2 in under)})
+        return [eps for eps in front if not void(eps)] or self.eps_values
+
     def _transform(self, loss: np.ndarray | float, complete: list[Observation]) -> np.ndarray | float:
         use_log = self.options.log_loss and all(o.loss > 0 for o in complete)
         if not use_log:
             return loss
         return np.log(np.maximum(loss, 1e-300))
 
-    def _posterior(self, complete: list[Observation], pool: list[Key]) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and standard deviation of the latent (log-)loss at ``pool``, shape ``(len(pool),)``."""
-        x = torch.tensor([o.key for o in complete], dtype=torch.float64)
-        y = torch.tensor(self._transform(np.array([o.loss for o in complete]), complete),
-                         dtype=torch.float64).unsqueeze(-1)
+    def _features(self, keys: list[Key]) -> torch.Tensor:
+        """The GP's inputs of ``keys``, shape ``(len(keys), d)``: the candidate indices."""
+        return torch.tensor(keys, dtype=torch.float64).reshape(len(keys), len(self.cardinalities))
+
+    def _model(self, x: torch.Tensor, y: torch.Tensor) -> SingleTaskGP:
+        """The unfitted GP on inputs ``x`` (from :meth:`_features`) and outcomes ``y``."""
         d = len(self.cardinalities)
         bounds = torch.zeros(2, d, dtype=torch.float64)
         bounds[1] = torch.tensor(np.maximum(self.cardinalities - 1, 1), dtype=torch.float64)
         kernel = ScaleKernel(CategoricalKernel(ard_num_dims=d, lengthscale_constraint=GreaterThan(1e-6)))
-        model = SingleTaskGP(x, y, covar_module=kernel, input_transform=Normalize(d, bounds=bounds),
-                             outcome_transform=Standardize(m=1))
+        return SingleTaskGP(x, y, covar_module=kernel, input_transform=Normalize(d, bounds=bounds),
+                            outcome_transform=Standardize(m=1))
+
+    def _posterior(self, complete: list[Observation], pool: list[Key]) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation of the latent (log-)loss at ``pool``, shape ``(len(pool),)``."""
+        y = torch.tensor(self._transform(np.array([o.loss for o in complete]), complete),
+                         dtype=torch.float64).unsqueeze(-1)
+        model = self._model(self._features([o.key for o in complete]), y)
         with torch.random.fork_rng(), single_thread():  # fit_gpytorch_mll's retries use torch's RNG: seed it from ours
             torch.manual_seed(int(self.rng.integers(2**31)))
             try:
@@ -148,7 +179,7 @@ class EpsConstrainedBO(Strategy):
             model.eval()
             with torch.no_grad():
                 # one point per batch (N, 1, d): marginals only, no N x N posterior covariance
-                posterior = model.posterior(torch.tensor(pool, dtype=torch.float64).unsqueeze(-2))
+                posterior = model.posterior(self._features(pool).unsqueeze(-2))
                 mean = posterior.mean.reshape(-1).numpy()
                 std = posterior.variance.clamp_min(1e-12).sqrt().reshape(-1).numpy()
         return mean, std

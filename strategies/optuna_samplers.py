@@ -84,6 +84,7 @@ class OptunaStrategy(Strategy):
                               for d in self.space.decisions}
         self._draws = 0
         self._running: dict[Key, int] = {}  # asked, not yet told: key -> trial number
+        self._telling: float | None = None  # the loss being told (see _constraints)
         self.study = self._new_study()
 
     # -- what a subclass defines --------------------------------------------------------------------------------
@@ -101,8 +102,10 @@ class OptunaStrategy(Strategy):
             return self._optuna.create_study(directions=directions, sampler=self._sampler(self.seed))
 
     def _constraints(self, trial: Any) -> list[float]:
-        """``loss - eps`` (<= 0 is feasible) for the sampler's ``constraints_func``."""
-        return [trial.values[0] - self.problem.eps[0]]
+        """``loss - eps`` (<= 0 is feasible) for the sampler's ``constraints_func`` (Optuna calls it from ``tell``
+        before the trial holds its values: the loss being told is used then)."""
+        loss = trial.values[0] if trial.values else self._telling
+        return [loss - self.problem.eps[0]]
 
     @property
     def constraints_func(self) -> Any:
@@ -156,6 +159,7 @@ class OptunaStrategy(Strategy):
                 if number is not None:
                     self.study.sampler = self._sampler(self.seed)  # its after_trial records the constraints
                     if complete:
+                        self._telling = obs.loss
                         self.study.tell(number, self._values(obs))
                     else:
                         self.study.tell(number, state=state.FAIL)

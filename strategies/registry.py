@@ -1,6 +1,6 @@
 """The strategy registry: ``@register_strategy("name")`` on a :class:`Strategy` subclass, ``make_strategy`` by name.
 
-Built-ins are imported on the first lookup; ``bo`` needs BoTorch (extra ``bo``) and is listed as unavailable,
+Built-ins are imported on the first lookup; ``bo`` and ``bo-prior`` need BoTorch (extra ``bo``) and is listed as unavailable,
 with the extra to install, when it is missing. A new optional built-in is one more :class:`OptionalBuiltin` in
 ``STRATEGIES`` below; a user's strategy is a decorated class in a plug-in file or an installed package
 (entry-point group ``tocsr_nas.strategies``).
@@ -20,6 +20,7 @@ STRATEGIES: Registry[type[Strategy]] = Registry(
     "strategy", group="tocsr_nas.strategies", key="strategy",
     builtins=["strategies.random_search", "strategies.evolution", "strategies.nsga2"],
     optional=[OptionalBuiltin("strategies.bo", ("bo",), ("botorch", "gpytorch"), extra="bo"),
+              OptionalBuiltin("strategies.bo_prior", ("bo-prior",), ("botorch", "gpytorch"), extra="bo"),
               OptionalBuiltin("strategies.optuna_samplers", ("optuna-tpe", "optuna-gp", "optuna-nsga2"), ("optuna",),
                               extra="optuna"),
               OptionalBuiltin("strategies.nni_tuners", ("nni-tpe", "nni-evolution", "nni-anneal", "nni-random"),

@@ -1,6 +1,7 @@
 """The local and Ray executors, and distillation on a private local Ray instance (2 workers)."""
 from __future__ import annotations
 
+import json
 import math
 import operator
 import time
@@ -10,8 +11,9 @@ import pytest
 
 from tocsr_nas.distill import DistillConfig, distill_blocks
 from tocsr_nas.errors import ConfigError
-from tocsr_nas.executors import LocalExecutor, RayExecutor, make_executor
+from tocsr_nas.executors import LOOPBACK_NODE_IP, LocalExecutor, RayExecutor, make_executor
 
+from .badinput import assert_refused
 from .conftest import write_space
 from .test_distill import SPACE
 
@@ -57,11 +59,28 @@ def test_bad_ray_address_loses_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_search_with_a_ray_address_that_does_not_answer_writes_nothing(
+        micro_space_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "search.json"
+    config.write_text(json.dumps({"space": str(micro_space_path), "strategy": "random", "budget": 2,
+                                  "validation": {"latents": {"source": "gaussian"}, "count": 2, "batch_size": 2},
+                                  "executor": {"kind": "ray", "address": "127.0.0.1:1"}}))
+    assert_refused(["search", "--config", str(config), "--out", str(tmp_path / "out"), "--quiet"], tmp_path, capsys,
+                   match="Ray address 127.0.0.1:1 does not answer")
+
+
 @pytest.fixture(scope="module")
 def ray_executor():  # noqa: ANN201
     executor = RayExecutor(num_workers=2)  # a private local instance: ray.init(num_cpus=2, include_dashboard=False)
     yield executor
     executor.close()
+
+
+def test_private_ray_instance_sits_on_loopback(ray_executor: RayExecutor) -> None:
+    import ray
+
+    if LOOPBACK_NODE_IP is not None:
+        assert {n["NodeManagerAddress"] for n in ray.nodes()} == {LOOPBACK_NODE_IP}
 
 
 def test_ray_executor_maps_in_order(ray_executor: RayExecutor) -> None:

@@ -2,6 +2,8 @@
 built-ins' specifics and a quality check of ε-constrained BO against random."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,7 @@ from tocsr_nas.testing import strategies as suite
 # small settings so every strategy leaves its initial design within a few rounds
 OPTIONS = {
     "bo": {"eps": [1.6, 2.2], "initial": 6, "pool": 300},
+    "bo-prior": {"eps": [1.6, 2.2], "initial": 6, "pool": 300},
     "evolution": {"population_size": 6, "sample_size": 3},
     "nsga2": {"population_size": 6},
 }
@@ -132,3 +135,12 @@ def test_duplicate_strategy_name_names_both_sources() -> None:
         with pytest.raises(ConfigError, match=r"strategy 'random' is already registered by strategies\.random_search.*"
                                               r"registered again by .*Again"):
             register_strategy("random")(Again)
+
+
+@pytest.mark.skipif("optuna-tpe" not in NAMES, reason="needs the extra 'optuna'")
+def test_optuna_tells_a_trial_under_the_eps_constraint(synthetic: Synthetic) -> None:
+    """Optuna calls the constraints function from ``tell`` before the trial holds its values."""
+    problem = dataclasses.replace(synthetic.problem(), eps=(2.0,))
+    strategy = make_strategy("optuna-tpe", problem, seed=0, n_startup_trials=3)
+    asked = [a for batch in suite.run(strategy, problem, synthetic.loss, rounds=3, batch=2) for a in batch]
+    assert len(set(asked)) == 6

@@ -180,14 +180,13 @@ def _status_bytes(field: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def add_device_args(parser: argparse.ArgumentParser, *, dtype: bool = True) -> None:
-    """``--device`` and (unless ``dtype=False``) ``--dtype`` for a command that runs a network."""
+def add_device_args(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype`` for a command that runs a network."""
     parser.add_argument("--device", default=None,
                         help="auto (the GPU when torch sees one), cpu, cuda or cuda:N (default: auto)")
-    if dtype:
-        parser.add_argument("--dtype", default=None, choices=DTYPES,
-                            help="precision of the frozen networks (teacher) under autocast; trainable weights "
-                                 "stay float32 (default: float32)")
+    parser.add_argument("--dtype", default=None, choices=DTYPES,
+                        help="autocast precision the networks run in; weights that train stay float32 "
+                             "(default: float32)")
 
 
 def device_from_args(args: argparse.Namespace) -> tuple[torch.device, torch.dtype]:

@@ -19,12 +19,17 @@ Functions, factories and items sent to Ray must be picklable (module-level funct
 ``address="auto"`` joins a running cluster; ``None`` starts a private local instance with ``num_workers``
 CPUs. An address that does not answer is a one-line :class:`~tocsr_nas.errors.ConfigError`, raised before any
 work starts.
+
+A private instance registers its node at :data:`LOOPBACK_NODE_IP` on Linux, so it does not depend on the
+machine's network (Ray replaces ``127.0.0.1`` as a node address by the machine's outward IP, but keeps the rest
+of 127.0.0.0/8, all loopback on Linux); joining a cluster attaches this process to the local node as Ray finds it.
 """
 from __future__ import annotations
 
 import collections
 import logging
 import socket
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any, Literal, Protocol, TypeVar
@@ -40,6 +45,9 @@ R = TypeVar("R")
 
 EXECUTOR_KINDS = ("local", "ray")
 ADDRESS_TIMEOUT_S = 5.0
+# a private instance's node address: Ray keeps any loopback address but 127.0.0.1 (see the module docstring);
+# macOS and Windows configure only 127.0.0.1, and Ray uses it there anyway (they run no multi-node clusters)
+LOOPBACK_NODE_IP = "127.0.0.2" if sys.platform.startswith("linux") else None
 
 
 class ExecutorConfig(pydantic.BaseModel, extra="forbid"):
@@ -178,7 +186,9 @@ class RayExecutor:
         if ray.is_initialized():
             log.info("using the Ray instance already initialised in this process")
         elif address is None:
-            ray.init(num_cpus=num_workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            loopback = {"_node_ip_address": LOOPBACK_NODE_IP} if LOOPBACK_NODE_IP else {}
+            ray.init(num_cpus=num_workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                     **loopback)
             self._owns_instance = True
         else:
             _probe(address)

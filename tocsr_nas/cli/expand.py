@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-dir", type=Path, action="append", default=[],
                         help="report old and new VAE reconstruction PSNR (RGB and Y) on this folder (repeatable)")
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and start over")
-    add_device_args(parser, dtype=False)
+    add_device_args(parser)
     parser.set_defaults(func=run, recipe="expand")  # the kind of run read_recipe checks an existing --out for
 
 

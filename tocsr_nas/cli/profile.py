@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..device import add_device_args, device_from_args
+from ..errors import ConfigError
 from .argtypes import int_range, seed_int
 from .paths import check_input_file, check_output_file
 
@@ -23,12 +25,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="check the table against whole-model counts of N random archs (0 to 1000)")
     parser.add_argument("--no-ptflops", action="store_true", help="skip the ptflops cross-check (faster)")
     parser.add_argument("--seed", type=seed_int, default=0, help="seed for --verify's archs")
+    parser.add_argument("--latency", action="store_true",
+                        help="also time every candidate and the teacher (latency table) on --device in --dtype")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_device_args(parser)
     parser.set_defaults(func=run)
 
 
 def _cost_dict(cost) -> dict[str, float]:
     return {"params": cost.params, "gmacs": cost.gmacs, "gmacs_no_attention": cost.gmacs_no_attention}
+
+
+def _latency(teacher, space, arch, device, dtype) -> dict[str, object]:
+    """The space's latency table on ``device`` in ``dtype``: the teacher's, the fixed parts' and the arch's ms."""
+    from ..profiling.latency import LatencyTarget, build_latency_table  # noqa: PLC0415
+
+    target = LatencyTarget(device=str(device), dtype=str(dtype).removeprefix("torch."))  # 1 CPU thread
+    table = build_latency_table(teacher, space, target)
+    result: dict[str, object] = {"device": target.device, "dtype": target.dtype, "threads": target.threads,
+                                 "teacher_ms": table.teacher_ms, "fixed_ms": table.fixed_ms}
+    if arch is not None:
+        result["arch_ms"] = table.cost(arch)
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from ..profiling.cost_table import CostTable, build_cost_table, verify_cost_table  # noqa: PLC0415
     from ..teachers import load_teacher  # noqa: PLC0415
 
+    if (args.device or args.dtype) and not args.latency:
+        raise ConfigError("choose where --latency times: add --latency", key="--device/--dtype")
+    device, dtype = device_from_args(args) if args.latency else (None, None)
     if args.table:
         check_input_file(args.table, key="--table")
     if args.out:
@@ -61,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if arch is not None:
         summary["arch"] = {"arch": str(arch), "arch_id": arch.arch_id, **_cost_dict(table.cost(arch)),
                            "ratios": table.ratios(arch)}
+    if args.latency:
+        summary["latency"] = _latency(teacher, space, arch, device, dtype)
     if args.verify:
         rng = np.random.default_rng(args.seed)
         check = verify_cost_table(table, teacher, [space.sample(rng) for _ in range(args.verify)])
@@ -81,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
         a = summary["arch"]
         print(f"arch {a['arch_id']}: {a['params'] / 1e6:.2f}M params, {a['gmacs']:.3f} GMACs "
               f"({a['ratios']['params']:.2f}x fewer params, {a['ratios']['macs']:.2f}x fewer MACs than the teacher)")
+    if "latency" in summary:
+        lat = summary["latency"]
+        print(f"latency on {lat['device']} ({lat['dtype']}, {lat['threads']} CPU thread(s)): teacher {lat['teacher_ms']:.2f} ms per UNet call, "
+              f"fixed parts {lat['fixed_ms']:.2f} ms" + (f", arch {lat['arch_ms']:.2f} ms" if "arch_ms" in lat else ""))
     if "verify" in summary:
         v = summary["verify"]
         print(f"verified {v['archs']} archs: max MAC error {v['max_macs_rel_error']:.2e}, params exact: {v['params_exact']}")

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..device import add_device_args
+from ..device import add_device_args, resolve_device, resolve_dtype
 from ..errors import ConfigError
 from .paths import check_input_dir, check_input_file, check_output_dir
 
@@ -17,7 +17,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: list[str], ou
     parser.add_argument("--out", required=True, type=Path, help=out_help)
     parser.add_argument("--hr-dir", type=Path, help=hr_help)
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and start over")
-    add_device_args(parser, dtype=False)
+    add_device_args(parser)
 
 
 def read_recipe(args: argparse.Namespace, *, folders: tuple[str, ...] = (),
@@ -42,9 +42,14 @@ def read_recipe(args: argparse.Namespace, *, folders: tuple[str, ...] = (),
     data = read_mapping(args.config)
     if args.hr_dir is not None:
         data.setdefault("data", {})["source"] = str(args.hr_dir)
-    if args.device is not None:  # --device sets the device of every training loop of the recipe
-        for loop in loops:
-            data.setdefault(loop, {})["device"] = args.device
+    for key in ("device", "dtype"):  # --device/--dtype set those of every training loop of the recipe
+        if getattr(args, key) is not None:
+            for loop in loops:
+                data.setdefault(loop, {})[key] = getattr(args, key)
+    for loop in loops:  # a device or dtype this machine cannot run: refused before anything is written
+        settings = data.get(loop)
+        if isinstance(settings, dict):
+            resolve_dtype(str(settings.get("dtype", "float32")), resolve_device(str(settings.get("device", "auto"))))
     return data
 
 

@@ -66,6 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--out", required=True, help="folder for the compact UNet (must not exist)")
     extract.add_argument("--overwrite", action="store_true",
                          help="replace an existing compact-UNet folder at --out (atomically; nothing else is replaced)")
+    add_device_args(extract)  # where the extracted compact UNet is loaded back and run once (a check)
     extract.set_defaults(func=run_extract)
 
 
@@ -152,8 +153,13 @@ def run_pareto(args: argparse.Namespace) -> int:
 def run_extract(args: argparse.Namespace) -> int:
     import search_spaces  # noqa: PLC0415
 
+    from ..device import device_from_args  # noqa: PLC0415
     from ..locking import folder_lock  # noqa: PLC0415
-    from ..search.components import compact_cost, extract_arch  # noqa: PLC0415 (heavy imports only for this command)
+    from ..search.components import (  # noqa: PLC0415 (heavy imports only for this command)
+        compact_cost,
+        extract_arch,
+        run_compact_once,
+    )
     from ..search.results import (  # noqa: PLC0415
         check_extract_target,
         pick_trial,
@@ -161,6 +167,7 @@ def run_extract(args: argparse.Namespace) -> int:
         search_surrogates,
     )
 
+    device, dtype = device_from_args(args)
     config = search_config(args.folder)
     arch_text = pick_trial(args.folder, args.eps).arch if args.pick == "best" else args.pick
     search_spaces.load(config.space).parse(arch_text)  # a bad --pick is refused before anything is written
@@ -169,6 +176,9 @@ def run_extract(args: argparse.Namespace) -> int:
     with folder_lock(args.out):
         check_extract_target(args.out, overwrite=args.overwrite)  # again, now that no one else writes it
         arch = extract_arch(config.space, arch_text, surrogates, args.out)
+    seconds = run_compact_once(args.out, device, dtype, config.latent_size)
+    print(f"compact UNet loads and runs on {device} ({str(dtype).removeprefix('torch.')}): one denoising call "
+          f"{seconds:.2f} s")
     cost = compact_cost(args.folder, config.space, arch)
     if cost is not None:
         print(f"compact UNet: {cost['params_m']:.1f}M params, {cost['gmacs']:.1f} GMACs at a {cost['latent_size']}x"

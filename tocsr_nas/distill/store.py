@@ -326,12 +326,43 @@ def load_surrogates(supernet: nn.Module, folder: str | Path) -> dict[str, str]:
     return statuses
 
 
+
+def decision_errors(folder: str | Path, space: SearchSpace) -> tuple[tuple[float, ...], ...]:
+    """Per decision of ``space``, per candidate: its held-out relative error (``rel_error``, measured by
+    ``distill-blocks``) summed over the decision's units; the prior that ``bo-prior`` puts under its GP.
+
+    The teacher candidate counts 0. A candidate without a final error (failed, missing, unfinished) counts its
+    error at initialisation, else the largest known error of its decision. A ConfigError when ``folder`` is not a
+    surrogate folder of ``space``.
+    """
+    store = SurrogateStore(folder)
+    manifest = store.manifest()
+    if manifest.get("format") != FORMAT or manifest.get("space_fingerprint") != space_fingerprint(space):
+        raise ConfigError("not a surrogate folder of this search space", source=Path(folder) / MANIFEST_FILE,
+                          key="space_fingerprint", allowed=[space_fingerprint(space)])
+    errors = []
+    for decision in space.decisions:
+        sums: list[float | None] = []
+        for candidate in decision.candidates:
+            total: float | None = 0.0
+            for unit in decision.units:
+                record = store.read_record(candidate_key(unit, candidate.label))
+                value = 0.0 if candidate.op == TEACHER_OP else None
+                if record is not None and value is None:
+                    value = record.rel_error if record.rel_error is not None else record.rel_error_init
+                total = None if value is None or total is None else total + float(value)
+            sums.append(total)
+        known = [v for v in sums if v is not None]
+        errors.append(tuple(v if v is not None else max(known, default=0.0) for v in sums))
+    return tuple(errors)
+
 __all__ = [
     "FINAL_STATUSES",
     "CandidateRecord",
     "SurrogateStore",
     "candidate_config_hash",
     "candidate_key",
+    "decision_errors",
     "load_surrogates",
     "supernet_teacher_hash",
     "surrogates_hash",

@@ -13,7 +13,7 @@ from evaluators.context import EvaluationContext
 from evaluators.distillation import ValidationSet
 
 from ..arch import Arch
-from ..device import resolve_device, resolve_dtype
+from ..device import autocast, resolve_device, resolve_dtype
 from ..distill.inputs import build_latent_source, noise_scheduler
 from ..errors import ConfigError
 from ..executors import executor_from_config
@@ -76,6 +76,31 @@ def extract_arch(space_spec: str, arch_text: str, surrogates: str | Path | None,
     with torch.no_grad():
         supernet.extract(arch).save_pretrained(out)
     return arch
+
+
+def run_compact_once(folder: str | Path, device: torch.device, dtype: torch.dtype, latent_size: int | None) -> float:
+    """Load the compact UNet saved in ``folder`` and run one denoising call on ``device`` under ``dtype`` autocast.
+
+    Random latents (side ``latent_size``, default the UNet's ``sample_size``) and a random 77-token context;
+    returns the seconds the call took. A non-finite or wrongly shaped output is a :class:`ConfigError`.
+    """
+    import time  # noqa: PLC0415
+
+    from ..compact import CompactUNet  # noqa: PLC0415
+
+    unet = CompactUNet.from_pretrained(folder).to(device).eval()
+    side = latent_size or int(unet.config.sample_size)
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, unet.config.in_channels, side, side, generator=generator).to(device)
+    context = torch.randn(1, 77, unet.config.cross_attention_dim, generator=generator).to(device)
+    start = time.perf_counter()
+    with torch.no_grad(), autocast(device, dtype):
+        out = unet(latents, torch.tensor([500], device=device), encoder_hidden_states=context).sample
+    seconds = time.perf_counter() - start
+    if out.shape != (1, unet.config.out_channels, side, side) or not torch.isfinite(out.float()).all():
+        raise ConfigError(f"the compact UNet gave a {'non-finite' if out.shape == latents.shape else 'misshaped'} "
+                          f"output {tuple(out.shape)}", source=folder)
+    return seconds
 
 
 def compact_cost(search_folder: str | Path, space_spec: str, arch: Arch) -> dict[str, float] | None:

@@ -54,11 +54,21 @@ def check_search_folder(out_dir: Path) -> None:
             raise ConfigError(f"not a search folder (holds {foreign[0]}): use a new --out", source=out_dir)
 
 
+def surrogate_errors(config: SearchConfig, space: SearchSpace) -> tuple[tuple[float, ...], ...] | None:
+    """The per-decision, per-candidate held-out errors of the search's surrogates (None while the folder does not
+    exist yet, e.g. when an experiment validates its search before its surrogates stage has run)."""
+    from ..distill.store import MANIFEST_FILE, decision_errors  # noqa: PLC0415
+
+    if config.surrogates is None or not (Path(config.surrogates) / MANIFEST_FILE).is_file():
+        return None
+    return decision_errors(config.surrogates, space)
+
+
 def search_strategy(config: SearchConfig, space: SearchSpace, cost: Callable[[Arch], float]) -> Strategy:
     """The configured strategy (its options validated, the budget checked against its initial design)."""
     loss_key, cost_key = config.objectives
     problem = Problem(space=space, cost=cost, loss_key=loss_key, max_cost=config.constraints.get(cost_key),
-                      eps=tuple(config.eps))
+                      eps=tuple(config.eps), candidate_errors=surrogate_errors(config, space))
     strategy = make_strategy(config.strategy, problem, seed=config.seed, **config.strategy_options)
     if config.budget < strategy.min_trials:
         raise ConfigError(f"budget {config.budget} is smaller than strategy '{config.strategy}' needs for its "

@@ -42,10 +42,15 @@ class Synthetic:
     def loss(self, arch: Arch) -> float:
         return float(np.exp(sum(t[i] for t, i in zip(self.terms, self.space.encode(arch), strict=True)) / 3))
 
+    def candidate_errors(self) -> tuple[tuple[float, ...], ...]:
+        """Per-candidate errors as distillation would report them: each candidate's loss term above its
+        decision's smallest (so their sum rises with the log-loss, as a good prior does)."""
+        return tuple(tuple(float(v) for v in t - t.min()) for t in self.terms)
+
     def problem(self) -> Problem:
-        """The problem with ``max_cost`` at the median cost (half the space is feasible)."""
+        """The problem with ``max_cost`` at the median cost (half the space is feasible), with candidate errors."""
         costs = sorted(self.cost(a) for a in self.space.enumerate())
-        return Problem(self.space, self.cost, max_cost=costs[len(costs) // 2])
+        return Problem(self.space, self.cost, max_cost=costs[len(costs) // 2], candidate_errors=self.candidate_errors())
 
 
 def evaluate(problem: Problem, loss: Loss, archs: list[Arch], *, fail_every: int = 7) -> list[Trial]:

@@ -1,6 +1,8 @@
 """Recipe configs shared by the training recipes (validated from YAML)."""
 from __future__ import annotations
 
+from typing import Literal
+
 import pydantic
 
 from ..data.images import BUILTIN
@@ -31,3 +33,4 @@ class LoopConfig(pydantic.BaseModel, extra="forbid"):
     seed: int = 0
     num_threads: int = pydantic.Field(2, gt=0)
     device: str = "auto"  # auto | cpu | cuda | cuda:N (tocsr_nas.device.resolve_device); never a silent fallback
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # the loss runs under autocast; weights stay fp32

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import write_text
-from ..device import resolve_device
+from ..device import autocast, resolve_device, resolve_dtype
 from .checkpoint import Checkpoint, latest_checkpoint, save_checkpoint
 from .config import LoopConfig
 
@@ -71,8 +71,9 @@ def train(task: Task, dataset: torch.utils.data.Dataset, config: LoopConfig, out
           *, resume: bool = True, stop_after: int | None = None) -> TrainResult:
     """Train ``task.model`` on ``dataset`` for ``config.steps`` steps, checkpointing under ``out_dir``.
 
-    Runs on ``config.device`` (``auto``: the GPU when there is one; TF32 matmuls allowed there); the returned
-    model is on the CPU.
+    Runs on ``config.device`` (``auto``: the GPU when there is one; TF32 matmuls allowed there); the loss (model
+    and frozen networks) runs under autocast in ``config.dtype`` while the trained weights and the optimizer stay
+    float32 (float16 scales the loss against underflow). The returned model is on the CPU.
 
     Args:
         task: the recipe's model and loss.
@@ -83,6 +84,7 @@ def train(task: Task, dataset: torch.utils.data.Dataset, config: LoopConfig, out
         stop_after: stop (after checkpointing) once this step is reached; simulates a kill in tests.
     """
     device = resolve_device(config.device)  # before anything is written
+    dtype = resolve_dtype(config.dtype, device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.num_threads)
@@ -110,6 +112,7 @@ def train(task: Task, dataset: torch.utils.data.Dataset, config: LoopConfig, out
     for module in (ema, *task.frozen):
         if module is not None:
             module.to(accelerator.device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     begin, sums, count = time.perf_counter(), {}, 0
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     progress = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=None)
@@ -119,12 +122,15 @@ def train(task: Task, dataset: torch.utils.data.Dataset, config: LoopConfig, out
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
-        loss, metrics = task.loss(model, batch.to(accelerator.device), generator)
+        with autocast(device, dtype):
+            loss, metrics = task.loss(model, batch.to(accelerator.device), generator)
         optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
+        accelerator.backward(scaler.scale(loss))
         if config.grad_clip is not None:
+            scaler.unscale_(optimizer)
             accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         if ema is not None:
             _update_ema(ema, accelerator.unwrap_model(model), min(config.ema_decay, (1 + step) / (10 + step)))
         for key, value in metrics.items():

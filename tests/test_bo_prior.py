@@ -1,0 +1,116 @@
+"""``bo-prior`` (distillation errors as the GP's prior), the path that brings those errors to a strategy, and the
+eps cycle dropping eps values that no longer constrain (``bo`` and ``bo-prior``)."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+import search_spaces
+from strategies import Problem, Trial, make_strategy
+from strategies.base import Observation
+from tocsr_nas.distill.store import CandidateRecord, SurrogateStore, candidate_key, decision_errors
+from tocsr_nas.search import SearchConfig
+from tocsr_nas.search.runner import search_strategy
+from tocsr_nas.testing import Synthetic, toy_space
+from tocsr_nas.testing.strategies import evaluate
+
+OPTIONS = {"eps": [1.6, 2.2], "initial": 8, "pool": 300}
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> Synthetic:
+    return Synthetic(toy_space())
+
+
+def initial_design(name: str, problem: Problem, synthetic: Synthetic):  # noqa: ANN201
+    strategy = make_strategy(name, problem, seed=0, **OPTIONS)
+    archs = strategy.ask(OPTIONS["initial"])
+    strategy.tell(evaluate(problem, synthetic.loss, archs, fail_every=10**9))
+    return strategy
+
+
+def test_prior_reaches_the_gp(synthetic: Synthetic) -> None:
+    """Same seed, same initial design: with the prior the GP ranks unseen archs far better, so the first model-based
+    ask differs."""
+    problem = dataclasses.replace(synthetic.problem(), max_cost=None)
+    plain, prior = initial_design("bo", problem, synthetic), initial_design("bo-prior", problem, synthetic)
+    assert plain.history == prior.history
+    rng = np.random.default_rng(5)
+    pool = list(dict.fromkeys(tuple(int(i) for i in problem.space.encode(problem.space.sample(rng)))
+                              for _ in range(300)))
+    truth = np.log([synthetic.loss(problem.space.decode(k)) for k in pool])
+    rho = {}
+    for strategy in (plain, prior):
+        mean, _ = strategy._posterior(strategy.complete(), pool)
+        rho[strategy.name] = spearmanr(mean, truth).statistic
+    assert rho["bo-prior"] > 0.8 > rho["bo"] + 0.2, rho
+    assert plain.ask(1) != prior.ask(1)
+
+
+def test_without_candidate_errors_it_is_bo(synthetic: Synthetic) -> None:
+    problem = dataclasses.replace(synthetic.problem(), candidate_errors=None)
+    plain, prior = initial_design("bo", problem, synthetic), initial_design("bo-prior", problem, synthetic)
+    assert prior.prior is None
+    assert prior.ask(2) == plain.ask(2)
+
+
+def test_candidate_errors_of_another_shape_are_refused(synthetic: Synthetic) -> None:
+    problem = dataclasses.replace(synthetic.problem(), candidate_errors=((0.0, 1.0),))
+    with pytest.raises(ValueError, match="do not fit"):
+        make_strategy("bo-prior", problem, seed=0, **OPTIONS)
+
+
+def test_void_eps_leave_the_cycle(synthetic: Synthetic) -> None:
+    """An eps met by an arch as cheap as any left stops being targeted; with none left, the front's losses are."""
+    problem = dataclasses.replace(synthetic.problem(), max_cost=None)
+    strategy = make_strategy("bo", problem, seed=0, eps=[0.5, 3.0, 9.0], initial=2, pool=300)
+    archs = sorted(problem.space.enumerate(), key=problem.cost)
+    cheapest, dear = archs[0], archs[-1]
+    strategy.tell([Trial(cheapest, {"loss": 2.0}, "complete"), Trial(dear, {"loss": 0.4}, "complete")])
+    complete = strategy.complete()
+    cheapest_left = problem.cost(archs[1])
+    assert strategy._active_eps(complete, cheapest_left) == [0.5]  # 3.0 and 9.0: the cheapest arch meets them
+    assert strategy._active_eps(complete, problem.cost(dear)) == [0.5, 3.0, 9.0]  # nothing that cheap is left
+    satisfied = make_strategy("bo", problem, seed=0, eps=[3.0, 9.0], initial=2, pool=300)
+    satisfied.tell([Trial(cheapest, {"loss": 2.0}, "complete"), Trial(dear, {"loss": 0.4}, "complete"),
+                    Trial(archs[len(archs) // 2], {"loss": 1.0}, "complete")])
+    assert satisfied._active_eps(satisfied.complete(), cheapest_left) == [0.4, 1.0]  # the front's losses, not void
+    off = make_strategy("bo", problem, seed=0, eps=[3.0, 9.0], initial=2, pool=300, skip_void_eps=False)
+    assert off._active_eps([Observation(strategy.key(cheapest), 2.0, "complete")], cheapest_left) == [3.0, 9.0]
+
+
+def test_decision_errors_sum_units_and_reach_the_strategy(micro_space: search_spaces.SearchSpace,
+                                                          micro_space_path: Path, tmp_path: Path) -> None:
+    """The surrogates' per-candidate held-out errors, summed per decision, arrive in the strategy's problem."""
+    store = SurrogateStore(tmp_path)
+    store.write_manifest(store.header(micro_space, "micro", "hash"), {}, "config")
+    expected = []
+    for d, decision in enumerate(micro_space.decisions):
+        sums = []
+        for c, candidate in enumerate(decision.candidates):
+            total = 0.0
+            for u, unit in enumerate(decision.units):
+                error = None if candidate.op == "teacher" else 0.01 * (d + 1) + 0.1 * c + 0.001 * u
+                if c == 1 and u == 0:  # a failed candidate: its error at initialisation counts
+                    store.write_record(CandidateRecord(candidate_key(unit, candidate.label), unit, decision.name,
+                                                       candidate.label, candidate.op, {}, "h", status="failed",
+                                                       rel_error_init=0.5))
+                    total += 0.5
+                    continue
+                store.write_record(CandidateRecord(candidate_key(unit, candidate.label), unit, decision.name,
+                                                   candidate.label, candidate.op, {}, "h", status="done",
+                                                   rel_error=error))
+                total += error or 0.0
+            sums.append(total)
+        expected.append(sums)
+    errors = decision_errors(tmp_path, micro_space)
+    assert np.allclose([v for row in errors for v in row], [v for row in expected for v in row])
+    config = SearchConfig(space=str(micro_space_path), strategy="bo-prior", eps=[0.2], surrogates=str(tmp_path))
+    strategy = search_strategy(config, micro_space, lambda arch: 1.0)
+    assert strategy.problem.candidate_errors == errors and strategy.prior is not None
+    later = SearchConfig(space=str(micro_space_path), strategy="bo-prior", eps=[0.2], surrogates=str(tmp_path / "no"))
+    assert search_strategy(later, micro_space, lambda arch: 1.0).problem.candidate_errors is None

@@ -8,25 +8,30 @@ from pathlib import Path
 
 from ..device import add_device_args, device_from_args
 from ..errors import ConfigError
-from .argtypes import int_range, positive_int, seed_int
+from .argtypes import int_range, non_negative_int, positive_int, seed_int
 from .paths import check_input_dir, check_input_file, check_output_dir
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("per_image.csv", "summary.csv", "summary.md", "results.json")
+OUTPUTS = ("per_image.csv", "summary.csv", "summary.md", "results.json", "crops")
+CROPS_DIR = "crops"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate-sr", help="evaluate SR models: PSNR/SSIM on Y, bicubic and VAE rows, latency",
         description="GT cropped to a multiple of the scale, bicubic LR, PSNR/SSIM on Y with `scale` pixels shaved. "
-                    "Writes per_image.csv, summary.csv, summary.md and results.json to --out (refused if they exist "
-                    "unless --overwrite).",
-        epilog="Example:\n  tocsr-nas evaluate-sr --model runs/sr_onestep/model --model runs/sr_adapt/model "
-               "--data ../shared/data/sr/CSet5 --scale 4 --out runs/eval_sr",
+                    "Writes per_image.csv, summary.csv, summary.md and results.json to --out (and crops/ with "
+                    "--compare-crops; refused if they exist unless --overwrite). --model takes a folder or the name "
+                    "of a shipped SR model (x4-compact).",
+        epilog="Examples:\n  tocsr-nas evaluate-sr --model runs/sr_onestep/model --model runs/sr_adapt/model "
+               "--data ../shared/data/sr/CSet5 --scale 4 --out runs/eval_sr\n"
+               "  tocsr-nas evaluate-sr --model x4-compact --data ../shared/data/sr/CSet5 --compare-crops 5 "
+               "--out runs/eval_shipped",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, action="append", required=True,
-                        help="SR model folder (repeatable); named by its folder unless NAME=DIR is given")
+                        help="SR model folder or shipped model name (repeatable); named by its folder unless "
+                             "NAME=DIR is given")
     parser.add_argument("--data", type=Path, action="append", required=True, help="HR image folder (repeatable)")
     parser.add_argument("--scale", type=int_range(1, 16), default=4, help="SR scale (default 4); must match every model")
     parser.add_argument("--out", type=Path, required=True, help="output folder for the tables")
@@ -39,6 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--latency-size", type=int_range(1, 4096), default=64, help="LR side of the latency image (default 64)")
     parser.add_argument("--latency-repeats", type=positive_int, default=3, help="timed repeats (median; default 3)")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    parser.add_argument("--compare-crops", type=non_negative_int, default=0, metavar="N",
+                        help="write side-by-side crops (LR nearest, bicubic, each model, HR) of the first N images "
+                             "of each --data folder to OUT/crops and show them in summary.md (default 0)")
+    parser.add_argument("--crop-size", type=int_range(16, 1024), default=128,
+                        help="side of the comparison crops in HR pixels (default 128)")
     parser.add_argument("--lpips-backbone", type=Path, help="local AlexNet feature weights (enables LPIPS)")
     parser.add_argument("--lpips-linear", type=Path, help="local LPIPS linear-layer weights (enables LPIPS)")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (default 1)")
@@ -47,13 +57,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _named_models(specs: list[Path]) -> dict[str, Path]:
-    """``NAME=DIR`` or ``DIR`` specs -> {name: folder}; a ``DIR`` is named by its folder (its parent for ``model``)."""
+    """``NAME=DIR`` or ``DIR`` specs -> {name: folder}; a ``DIR`` is named by its folder (its parent for ``model``).
+
+    ``DIR`` may also be a shipped model's name (:mod:`tocsr_nas.sr.shipped`).
+    """
+    from ..sr.shipped import resolve_sr_model  # noqa: PLC0415
+
     named: dict[str, Path] = {}
     for spec in specs:
         name, sep, folder = str(spec).partition("=")
-        path = Path(folder) if sep else spec
         if sep and (not name or not folder):
             raise ConfigError(f"bad model spec '{spec}'", key="--model", allowed="DIR or NAME=DIR")
+        path = resolve_sr_model(folder if sep else spec)
         name = name if sep else (path.parent.name if path.name == "model" else path.name)
         if name in named:
             raise ConfigError(f"two models named '{name}'; name them with NAME=DIR", key="--model")
@@ -81,9 +96,23 @@ def _data_files(folders: list[Path], scale: int) -> dict[str, list[Path]]:
     return files
 
 
+def _crop_keeper(strips: dict, dataset: str, chosen: list[Path], scale: int, size: int):
+    """An ``on_outputs`` hook storing the comparison strip of each ``chosen`` image in ``strips``."""
+    from ..sr.crops import compare_strip  # noqa: PLC0415
+
+    def keep(path, lr, hr, outputs) -> None:
+        if path in chosen:
+            panels = {name: image for name, image in outputs.items() if name != "vae-recon"}
+            strips[f"{dataset}-{path.stem}.png"] = compare_strip(lr, hr, panels, scale, size)
+
+    return keep
+
+
 def run(args: argparse.Namespace) -> int:
     import torch  # noqa: PLC0415  (heavy imports only when the command runs)
+    from PIL.Image import Image  # noqa: PLC0415
 
+    from ..data.images import write_image  # noqa: PLC0415
     from ..sr.evaluate import (  # noqa: PLC0415
         evaluate_files,
         markdown_table,
@@ -125,8 +154,11 @@ def run(args: argparse.Namespace) -> int:
     methods.update({name: model_method(m, steps=args.steps, tile=args.tile, seed=args.seed, output=output,
                                        device=device, dtype=dtype) for name, m in models.items()})
     rows = []
+    strips: dict[str, Image] = {}  # file name -> comparison strip, written with the tables
     for dataset, files in data.items():
-        rows += evaluate_files(methods, files, args.scale, dataset=dataset, extra_metrics=extra)
+        keep = _crop_keeper(strips, dataset, files[:args.compare_crops], args.scale, args.crop_size)
+        rows += evaluate_files(methods, files, args.scale, dataset=dataset, extra_metrics=extra,
+                               on_outputs=keep if args.compare_crops else None)
     if not rows:
         raise ConfigError("no image could be evaluated", source=", ".join(map(str, args.data)), key="--data")
     summary = summarize(rows)
@@ -144,6 +176,13 @@ def run(args: argparse.Namespace) -> int:
         size = f"{args.latency_size}x{args.latency_size} -> {args.latency_size * args.scale}x{args.latency_size * args.scale}"
         text += f"\n## Latency per image ({size}, {torch.get_num_threads()} thread(s))\n\n"
         text += markdown_table([{"model": n, **v} for n, v in latency.items()])
+    if strips:
+        (args.out / CROPS_DIR).mkdir(exist_ok=True)
+        text += "\n## Side-by-side crops\n\nPanels: LR (nearest-neighbour upscaled), " + ", ".join(
+            n for n in methods if n != "vae-recon") + f", HR; the {args.crop_size}-px window with most detail.\n\n"
+        for name, strip in strips.items():
+            write_image(strip, args.out / CROPS_DIR / name)
+            text += f"![{name}]({CROPS_DIR}/{name})\n\n"
     (args.out / "summary.md").write_text(text)
     (args.out / "results.json").write_text(json.dumps({"scale": args.scale, "steps": args.steps, "summary": summary,
                                                        "latency": latency}, indent=2) + "\n")

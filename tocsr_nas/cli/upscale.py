@@ -35,14 +35,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "and 16-bit outputs (8-bit in JPEG and WebP); an alpha channel is upscaled bicubically and "
                     "kept (JPEG has none: use .png, .webp or .tif). The output extension picks the format "
                     "(.png, .jpg/.jpeg, .webp, .tif/.tiff); a folder input gives .png files. Existing outputs are "
-                    "refused unless --overwrite.",
-        epilog="Examples:\n  tocsr-nas upscale photo.png -o photo_x4.png --model runs/sr_onestep/model\n"
+                    "refused unless --overwrite. Without --model the shipped x4 model (x4-compact) is used.",
+        epilog="Examples:\n  tocsr-nas upscale photo.png -o photo_x4.png\n"
+               "  tocsr-nas upscale photo.png -o photo_x4.png --model runs/sr_onestep/model\n"
                "  tocsr-nas upscale lr_dir/ -o sr_dir/ --model runs/sr_adapt/model --steps 20 --color-fix wavelet",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", type=Path, help="an image file or a folder of images")
     parser.add_argument("-o", "--output", required=True, type=Path,
                         help="output file (.png, .jpg, .webp, .tif) or, for a folder input, a folder")
-    parser.add_argument("--model", required=True, type=Path, help="SR model folder (sr-diffusion or sr-onestep)")
+    parser.add_argument("--model", type=Path,
+                        help="SR model folder (sr-diffusion or sr-onestep) or shipped model name (default: x4-compact)")
     parser.add_argument("--scale", type=int_range(1), help="expected scale (must match the model's)")
     parser.add_argument("--steps", type=positive_int, default=50, help="DDIM steps of an sr-diffusion model (default 50)")
     parser.add_argument("--tile", type=positive_int, default=512, help="tile side in output pixels (default 512)")
@@ -53,6 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="pixels from the latent: the model's mode (default), direct decoding, or bicubic + "
                              "decoded change")
     parser.add_argument("--seed", type=seed_int, default=0, help="seed of the diffusion model's initial noise")
+    parser.add_argument("--light", action="store_true",
+                        help="encode and decode with the model's light VAE (faster, lower PSNR; x4-compact has one)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads for torch (default 1)")
     add_device_args(parser)
@@ -178,14 +182,17 @@ def run(args: argparse.Namespace) -> int:
 
     from ..sr.model import load_sr_model  # noqa: PLC0415
     from ..sr.pipeline import upsample_lr, upscale_image  # noqa: PLC0415
+    from ..sr.shipped import resolve_sr_model  # noqa: PLC0415
 
     pairs = _plan(args)
-    check_input_dir(args.model, key="--model")
-    model = load_sr_model(args.model)
+    folder = check_input_dir(resolve_sr_model(args.model), key="--model")
+    model = load_sr_model(folder)
     if args.scale is not None and args.scale != model.scale:
-        raise ConfigError(f"--scale {args.scale} does not match the model", source=args.model, key="scale",
+        raise ConfigError(f"--scale {args.scale} does not match the model", source=folder, key="scale",
                           allowed=[model.scale])
-    check_sr_options(model, steps=args.steps, tile=args.tile, source=args.model)
+    check_sr_options(model, steps=args.steps, tile=args.tile, source=folder)
+    if args.light and model.light is None:
+        raise ConfigError("this SR model has no light VAE", source=folder, key="--light")
     torch.set_num_threads(args.threads)
     device, dtype = device_from_args(args)
     folder_mode = args.input.is_dir()
@@ -201,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         sr = upscale_image(model, rgb, steps=args.steps, tile=args.tile, overlap=args.overlap, seed=args.seed,
                            fix=args.color_fix, output=None if args.output_mode == "model" else args.output_mode,
-                           device=device, dtype=dtype)
+                           device=device, dtype=dtype, light=args.light)
         _write(target, sr, None if alpha is None else upsample_lr(alpha, model.scale), gray, deep)
         seconds = time.perf_counter() - start
         done.append(target)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Method = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (lr, hr) -> sr
 Metric = Callable[[torch.Tensor, torch.Tensor], float]  # (sr, hr) -> value
+OutputsHook = Callable[[Path, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]], None]  # (path, lr, hr, outputs)
 
 
 def min_hr_side(scale: int) -> int:
@@ -48,18 +49,19 @@ def reference_methods(scale: int, vae: AutoencoderKL | None) -> dict[str, Method
 
 def model_method(model: SRModel, *, steps: int = 50, tile: int = 512, overlap: int = 64, seed: int = 0,
                  fix: str = "none", output: str | None = None, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> Method:
-    """An SR model as an evaluation method (``output`` overrides the model's output mode)."""
+                 dtype: torch.dtype = torch.float32, light: bool = False) -> Method:
+    """An SR model as an evaluation method (``output`` overrides the model's output mode; ``light``: its light VAE)."""
     return lambda lr, hr: upscale_image(model, lr, steps=steps, tile=tile, overlap=overlap, seed=seed, fix=fix,
-                                        output=output, device=device, dtype=dtype)
+                                        output=output, device=device, dtype=dtype, light=light)
 
 
 def evaluate_files(methods: Mapping[str, Method], files: Sequence[Path], scale: int, *, dataset: str = "",
-                   extra_metrics: Mapping[str, Metric] | None = None,
-                   max_side: int | None = None) -> list[dict[str, Any]]:
+                   extra_metrics: Mapping[str, Metric] | None = None, max_side: int | None = None,
+                   on_outputs: OutputsHook | None = None) -> list[dict[str, Any]]:
     """Per-image rows ``{dataset, image, method, psnr_y, ssim_y, seconds, ...}`` for every method.
 
     ``max_side`` center-crops larger ground truths (for quick runs; the standard protocol uses whole images).
+    ``on_outputs(path, lr, hr, {method: sr})`` is called once per evaluated image (e.g. to write comparison crops).
     """
     degrade = BicubicDegradation(scale)
     rows = []
@@ -78,9 +80,10 @@ def evaluate_files(methods: Mapping[str, Method], files: Sequence[Path], scale: 
                         "window)", path, hr.shape[-1], hr.shape[-2], min_hr_side(scale), scale)
             continue
         lr = degrade(hr)
+        outputs = {}
         for name, method in methods.items():
             start = time.perf_counter()
-            sr = method(lr, hr)
+            sr = outputs[name] = method(lr, hr)
             seconds = time.perf_counter() - start
             row = {"dataset": dataset, "image": path.name, "method": name, "psnr_y": psnr_y(sr, hr, scale),
                    "ssim_y": ssim_y(sr, hr, scale), "seconds": seconds}
@@ -88,6 +91,8 @@ def evaluate_files(methods: Mapping[str, Method], files: Sequence[Path], scale: 
                 row[metric_name] = metric(sr, hr)
             rows.append(row)
             log.info("%s %s %s: %.3f dB", dataset, path.name, name, row["psnr_y"])
+        if on_outputs is not None:
+            on_outputs(path, lr, hr, outputs)
     return rows
 
 
@@ -118,11 +123,15 @@ def _median_seconds(call: Callable[[], object], repeats: int) -> float:
 
 
 @torch.no_grad()
-def measure_latency(model: SRModel, lr_size: int, *, steps: int = 50, repeats: int = 3, seed: int = 0) -> float:
-    """Median seconds to upscale one seeded ``lr_size x lr_size`` image (untiled; one warm-up call first)."""
+def measure_latency(model: SRModel, lr_size: int, *, steps: int = 50, repeats: int = 3, seed: int = 0,
+                    light: bool = False, tile: int | None = None) -> float:
+    """Median seconds to upscale one seeded ``lr_size x lr_size`` image (one warm-up call first).
+
+    ``tile``: output-pixel tile side (default: untiled); ``light``: encode and decode with the model's light VAE.
+    """
     lr = torch.rand(3, lr_size, lr_size, generator=torch.Generator().manual_seed(seed))
-    tile = lr_size * model.scale + model.vae_factor * model.unet_factor
-    return _median_seconds(lambda: upscale_image(model, lr, steps=steps, tile=tile), repeats)
+    tile = tile or lr_size * model.scale + model.vae_factor * model.unet_factor
+    return _median_seconds(lambda: upscale_image(model, lr, steps=steps, tile=tile, light=light), repeats)
 
 
 @torch.no_grad()

@@ -6,7 +6,9 @@ A folder holds
   "timestep", "start_timestep", "output", "backbone": {"type": "unet"|"compact", "unet_config", "choices"?, "meta"?, "plugins"?}, "context_shape",
   "scheduler": {DDPMScheduler config}, "vae": {"folder": "vae", "sha256": ...}, "info": {...}}``;
 * ``model.safetensors``: the adapted UNet (``unet.*``) and its context (``context``);
-* ``vae/``: the VAE (``vae.json`` + ``vae.safetensors``), copied in so the folder is self-contained.
+* ``vae/``: the VAE (``vae.json`` + ``vae.safetensors``), copied in so the folder is self-contained;
+* ``light/`` (optional): a light encoder/decoder distilled from the VAE (:mod:`.light_vae`), recorded with its
+  sha256 under ``"light"``.
 
 ``kind`` is ``sr-diffusion`` (K-step DDIM sampling, epsilon prediction) or ``sr-onestep`` (one call at the
 fixed ``timestep``). ``output`` is how pixels are made from the predicted latent ``z``: ``direct`` decodes it;
@@ -32,12 +34,14 @@ from ..errors import ConfigError
 from ..training.checkpoint import sha256_file
 from ..vae import VAE_WEIGHTS_FILE, load_vae, save_vae
 from .adapt import SRUNet, widen_conv_in
+from .light_vae import LIGHT_WEIGHTS, LightVAE, load_light_vae, save_light_vae
 
 FORMAT = "tocsr-nas/sr-model"
 FORMAT_VERSION = 1
 CONFIG_NAME = "sr_model.json"
 WEIGHTS_NAME = "model.safetensors"
 VAE_DIR = "vae"
+LIGHT_DIR = "light"
 KINDS = ("sr-diffusion", "sr-onestep")
 OUTPUTS = ("direct", "residual")
 
@@ -59,6 +63,7 @@ class SRModel:
     start_timestep: int | None = None
     output: str = "direct"
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    light: LightVAE | None = None  # a light encoder/decoder distilled from ``vae`` (the fast path), if any
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -89,13 +94,16 @@ def _backbone_json(net: SRUNet) -> dict[str, Any]:
     return {"type": "unet", "unet_config": config}
 
 
-def save_sr_model(model: SRModel, folder: str | Path) -> Path:
-    """Write ``model`` to ``folder`` atomically (a temp folder renamed into place; an old folder is replaced)."""
+def save_sr_model(model: SRModel, folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Write ``model`` to ``folder`` atomically (a temp folder renamed into place; an old folder is replaced).
+
+    Tensors are stored in ``dtype`` (``float16`` halves a shipped folder); loading always gives float32.
+    """
     folder = Path(folder)
     lr_channels = int(model.net.unet.conv_in.in_channels) - model.net.latent_channels
     with atomic_folder(folder) as tmp:
-        save_vae(model.vae, tmp / VAE_DIR)
-        state = {k: v.detach().float().contiguous() for k, v in model.net.state_dict().items()}
+        save_vae(model.vae, tmp / VAE_DIR, dtype=dtype)
+        state = {k: v.detach().to(dtype).contiguous() for k, v in model.net.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT, "kind": model.kind})
         config = {
             "format": FORMAT, "version": FORMAT_VERSION, "kind": model.kind, "scale": model.scale,
@@ -105,6 +113,9 @@ def save_sr_model(model: SRModel, folder: str | Path) -> Path:
             "scheduler": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.scheduler.config).items()
                           if not k.startswith("_")},
             "vae": {"folder": VAE_DIR, "sha256": sha256_file(tmp / VAE_DIR / VAE_WEIGHTS_FILE)},
+            "light": None if model.light is None else {
+                "folder": LIGHT_DIR, "sha256": sha256_file(save_light_vae(model.light, tmp / LIGHT_DIR, dtype=dtype)
+                                                           / LIGHT_WEIGHTS)},
             "weights_sha256": sha256_file(tmp / WEIGHTS_NAME),
             "info": model.info,
         }
@@ -166,6 +177,12 @@ def load_sr_model(folder: str | Path, kind: str | None = None) -> SRModel:
     if expected and (vae_dir / VAE_WEIGHTS_FILE).is_file() and sha256_file(vae_dir / VAE_WEIGHTS_FILE) != expected:
         raise ConfigError("VAE weights corrupted (sha256 does not match sr_model.json)", source=vae_dir)
     vae = load_vae(vae_dir)
+    light = None
+    if config.get("light"):
+        light_dir = folder / str(config["light"].get("folder", LIGHT_DIR))
+        if sha256_file(light_dir / LIGHT_WEIGHTS) != config["light"].get("sha256"):
+            raise ConfigError("light VAE weights corrupted (sha256 does not match sr_model.json)", source=light_dir)
+        light = load_light_vae(light_dir)
     try:
         scheduler = DDPMScheduler.from_config(config["scheduler"])
     except (KeyError, TypeError, ValueError) as err:
@@ -176,7 +193,7 @@ def load_sr_model(folder: str | Path, kind: str | None = None) -> SRModel:
     return SRModel(net=net.eval(), vae=vae.eval(), scheduler=scheduler, kind=config["kind"], scale=scale,
                    timestep=config.get("timestep"), start_timestep=config.get("start_timestep"),
                    output=config.get("output", "direct"),
-                   info=dict(config.get("info", {})))
+                   info=dict(config.get("info", {})), light=light)
 
 
 __all__ = ["CONFIG_NAME", "FORMAT", "KINDS", "OUTPUTS", "SRModel", "load_sr_model", "read_sr_config", "save_sr_model"]

@@ -18,19 +18,30 @@ from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler
 
 from ..degradations import imresize
 from ..device import autocast
+from ..errors import ConfigError
 from ..vae import encode_latents
 from .adapt import SRUNet
 from .colorfix import color_fix
+from .light_vae import LightVAE
 from .model import SRModel
 from .tiling import tiled_apply
 
+Codec = AutoencoderKL | LightVAE  # what turns images into scaled latents and back
 
-def decode(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
+
+def decode(vae: Codec, latents: torch.Tensor) -> torch.Tensor:
     """Images (about ``[0, 1]``, not clamped) from scaled latents; differentiable (for pixel losses)."""
+    if isinstance(vae, LightVAE):
+        return vae.decode(latents)
     return (vae.decode(latents / float(vae.config.scaling_factor)).sample + 1) / 2
 
 
-def to_pixels(vae: AutoencoderKL, latent: torch.Tensor, lr_latent: torch.Tensor, upsampled: torch.Tensor,
+def encode(vae: Codec, images: torch.Tensor) -> torch.Tensor:
+    """Scaled latents (the VAE's posterior means, or the light encoder's output) of images in ``[0, 1]``."""
+    return vae.encode(images) if isinstance(vae, LightVAE) else encode_latents(vae, images)
+
+
+def to_pixels(vae: Codec, latent: torch.Tensor, lr_latent: torch.Tensor, upsampled: torch.Tensor,
               output: str) -> torch.Tensor:
     """Pixels from a predicted HR latent: ``D(latent)`` (``direct``) or ``upsampled + D(latent) - D(lr_latent)``.
 
@@ -104,7 +115,7 @@ def upsample_lr(lr: torch.Tensor, scale: int) -> torch.Tensor:
 @torch.no_grad()
 def upscale_image(model: SRModel, lr: torch.Tensor, *, steps: int = 50, tile: int = 512, overlap: int = 64,
                   seed: int = 0, fix: str = "none", output: str | None = None, device: torch.device | str = "cpu",
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                  dtype: torch.dtype = torch.float32, light: bool = False) -> torch.Tensor:
     """Super-resolve one ``(3, h, w)`` image in ``[0, 1]`` to ``(3, h * scale, w * scale)``.
 
     The bicubic-upsampled image is padded (replicate) to a multiple of the VAE and UNet strides and processed
@@ -113,11 +124,15 @@ def upscale_image(model: SRModel, lr: torch.Tensor, *, steps: int = 50, tile: in
     image from ``seed`` and sliced per tile. ``fix`` is a colour fix towards the bicubic image; ``output``
     overrides the model's output mode (``direct`` or ``residual``, see :func:`to_pixels`). Each tile runs on
     ``device`` under autocast in ``dtype`` (the noise is drawn on the CPU: the same seed, the same image on every
-    device); the blend, the colour fix and the result stay on the CPU in float32.
+    device); the blend, the colour fix and the result stay on the CPU in float32. ``light`` encodes and decodes
+    with the model's light VAE (:mod:`.light_vae`) instead of its VAE.
     """
+    if light and model.light is None:
+        raise ConfigError("this SR model has no light VAE", key="light")
+    codec: Codec = model.light if light else model.vae
     device = torch.device(device)
     model.net.to(device)
-    model.vae.to(device)
+    codec.to(device)
     output = output or model.output
     height, width = lr.shape[-2] * model.scale, lr.shape[-1] * model.scale
     upsampled = upsample_lr(lr, model.scale)
@@ -136,9 +151,9 @@ def upscale_image(model: SRModel, lr: torch.Tensor, *, steps: int = 50, tile: in
         tile_noise = None if noise is None else noise[..., top // factor:bottom // factor,
                                                       left // factor:right // factor].to(device)
         with autocast(device, dtype):
-            lr_latent = encode_latents(model.vae, crop).float()
+            lr_latent = encode(codec, crop).float()
             latent = predict_latent(model, lr_latent, steps=steps, noise=tile_noise).float()
-            pixels = to_pixels(model.vae, latent, lr_latent, crop, output)
+            pixels = to_pixels(codec, latent, lr_latent, crop, output)
         return pixels[0].float().clamp(0, 1).cpu()
 
     tile_px = max(align, tile // align * align)
@@ -147,4 +162,4 @@ def upscale_image(model: SRModel, lr: torch.Tensor, *, steps: int = 50, tile: in
     return color_fix(output, upsampled, fix)
 
 
-__all__ = ["ddim_latent", "ddim_timesteps", "decode", "onestep_latent", "predict_latent", "to_pixels", "upsample_lr", "upscale_image"]
+__all__ = ["Codec", "ddim_latent", "ddim_timesteps", "decode", "encode", "onestep_latent", "predict_latent", "to_pixels", "upsample_lr", "upscale_image"]

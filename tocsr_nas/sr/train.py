@@ -159,8 +159,12 @@ class SRDiffusionTask:
 
 
 def run_sr_adapt(recipe: SRAdaptRecipe, out_dir: str | Path, *, resume: bool = True,
-                 stop_after: int | None = None) -> dict[str, Any]:
-    """Adapt and fine-tune; when finished, export ``out_dir/model`` (kind ``sr-diffusion``)."""
+                 stop_after: int | None = None, export_at: int | None = None) -> dict[str, Any]:
+    """Adapt and fine-tune; when finished (or at step ``export_at``), export ``out_dir/model`` (kind ``sr-diffusion``).
+
+    ``export_at`` stops the run early and exports the weights of that step, the learning rate partway through
+    the recipe's schedule (a rerun with the same ``export_at`` gives the same model).
+    """
     out_dir = Path(out_dir)
     torch.manual_seed(recipe.loop.seed)  # diffusers and supernet ops initialise from the global generator
     unet, context, teacher = build_backbone(recipe.backbone)
@@ -174,10 +178,10 @@ def run_sr_adapt(recipe: SRAdaptRecipe, out_dir: str | Path, *, resume: bool = T
                             loop.steps * loop.batch_size, degradation, loop.seed, recipe.data.flips)
     net = adapt_unet(unet, context)
     task = SRDiffusionTask(net, vae, scheduler, recipe.start_timestep)
-    result = train(task, dataset, loop, out_dir, resume=resume, stop_after=stop_after)
+    result = train(task, dataset, loop, out_dir, resume=resume, stop_after=export_at or stop_after)
     summary: dict[str, Any] = {"recipe": "sr-adapt", "steps": result.step, "resumed_from": result.resumed_from,
                                "wall_s": result.wall_s, "final": result.history[-1] if result.history else {}}
-    if result.step >= loop.steps:
+    if result.step >= min(loop.steps, export_at or loop.steps):
         info = {"recipe": recipe.model_dump(), "steps": result.step, "degradation": str(recipe.degradation)}
         model = SRModel(net=result.model, vae=vae, scheduler=scheduler, kind="sr-diffusion", scale=recipe.scale,
                         start_timestep=recipe.start_timestep, output=recipe.output, info=info)
@@ -262,8 +266,8 @@ class OneStepTask:
 
 
 def run_sr_onestep(recipe: SROneStepRecipe, out_dir: str | Path, *, resume: bool = True,
-                   stop_after: int | None = None) -> dict[str, Any]:
-    """Distil; when finished, export ``out_dir/model`` (kind ``sr-onestep``)."""
+                   stop_after: int | None = None, export_at: int | None = None) -> dict[str, Any]:
+    """Distil; when finished (or at step ``export_at``, see :func:`run_sr_adapt`), export ``out_dir/model``."""
     out_dir = Path(out_dir)
     if recipe.init is None:
         raise ConfigError("no SR diffusion model to distil: set init (or --init)", key="init")
@@ -283,10 +287,10 @@ def run_sr_onestep(recipe: SROneStepRecipe, out_dir: str | Path, *, resume: bool
     dataset = SRPairDataset(resolve_image_files(recipe.data.source), recipe.data.crop_size,
                             loop.steps * loop.batch_size, degradation, loop.seed, recipe.data.flips)
     task = OneStepTask(teacher, recipe.timestep, recipe.teacher_steps, recipe.loss, lpips, recipe.output)
-    result = train(task, dataset, loop, out_dir, resume=resume, stop_after=stop_after)
+    result = train(task, dataset, loop, out_dir, resume=resume, stop_after=export_at or stop_after)
     summary: dict[str, Any] = {"recipe": "sr-onestep", "steps": result.step, "resumed_from": result.resumed_from,
                                "wall_s": result.wall_s, "final": result.history[-1] if result.history else {}}
-    if result.step >= loop.steps:
+    if result.step >= min(loop.steps, export_at or loop.steps):
         info = {"recipe": recipe.model_dump(), "steps": result.step, "init": str(recipe.init)}
         model = SRModel(net=result.model.student, vae=teacher.vae, scheduler=teacher.scheduler, kind="sr-onestep",
                         scale=teacher.scale, timestep=recipe.timestep, output=recipe.output, info=info)

@@ -116,9 +116,9 @@ def train_one(arch: dict[str, Any], args: argparse.Namespace, seed: int, superne
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import search_spaces
     import torch
 
+    import search_spaces
     from tocsr_nas.search.components import COST_TABLE_FILE, cached_cost_table, trained_supernet
     from tocsr_nas.teachers import load_teacher
 
@@ -179,9 +179,9 @@ def metric_value(metrics: dict[str, float], metric: str) -> float:
 def cmd_score(args: argparse.Namespace) -> int:
     """Compute every proxy on the trained archs (cached in WORK/proxies.json) and correlate with the PSNR."""
     import scipy.stats
-    import search_spaces
     import torch
 
+    import search_spaces
     from evaluators import make_evaluator
     from tocsr_nas.search.components import evaluation_context
     from tocsr_nas.search.config import SearchConfig

@@ -191,7 +191,6 @@ def test_the_identity_arch_satisfies_no_shipped_eps(search, runs, tmp_path) -> N
     latents (at most 4 of them, to stay quick), is over every eps those experiments ship (else a search's first
     pick can be the empty UNet)."""
     import search_spaces
-
     from evaluators.distillation import identity_arch as identity_of
     from tocsr_nas.search.components import evaluation_context
     from tocsr_nas.teachers import load_teacher

@@ -172,7 +172,7 @@ def test_pareto_and_extract_cli(parts, micro_space, tmp_path, capsys):
     losses = [row["loss"] for row in front]
     assert gmacs == sorted(gmacs) and losses == sorted(losses, reverse=True)  # a front: cheaper is worse
     assert main(["extract", str(tmp_path / "s"), "--pick", "best", "--out", str(tmp_path / "compact")]) == 0
-    picked = json.loads(capsys.readouterr().out)
+    picked = json.loads(capsys.readouterr().out.splitlines()[-1])  # extract's last line is machine-readable
     within = [row for row in front if row["loss"] <= 1.0]  # eps = 1.0: the cheapest trial within it is on the front
     assert picked["arch_id"] == min(within, key=lambda r: r["gmacs"])["arch_id"]
     assert (tmp_path / "compact" / "diffusion_pytorch_model.safetensors").is_file()

@@ -89,6 +89,7 @@ def test_ray_executor_maps_in_order(ray_executor: RayExecutor) -> None:
         ray_executor.gather([ray_executor.submit(math.sqrt, -1.0)])
 
 
+@pytest.mark.slow  # ~2 min; Ray batches in the default suite: tests/test_search.py::test_batches_evaluate_in_parallel_on_ray
 def test_distillation_on_ray_agrees_with_local(ray_executor: RayExecutor, tmp_path: Path) -> None:
     space = write_space(tmp_path, SPACE)
     config = DistillConfig.model_validate({"space": str(space), "steps": 6, "batch_size": 2, "held_out_samples": 2,

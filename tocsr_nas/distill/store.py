@@ -356,6 +356,7 @@ def decision_errors(folder: str | Path, space: SearchSpace) -> tuple[tuple[float
         errors.append(tuple(v if v is not None else max(known, default=0.0) for v in sums))
     return tuple(errors)
 
+
 __all__ = [
     "FINAL_STATUSES",
     "CandidateRecord",

@@ -1,9 +1,12 @@
 """Latent capacity expansion (4 -> 16 channels): the initialisations that start a wider model equal to the old one.
 
 * :func:`widen_unet` widens a UNet's ``conv_in``/``conv_out`` in place: the new latent's first ``C`` channels are the
-  old latent; ``conv_in``'s weights for the extra input channels and ``conv_out``'s extra output channels (weights
-  and biases) start at zero. So on the old subspace the widened UNet reproduces the old one exactly (its first
-  ``C`` output channels are the old output whatever the extra input channels hold, the rest are zero).
+  old latent; ``conv_in``'s weights for the extra input channels start at zero, so the widened UNet reproduces the
+  old one exactly on the old subspace (its first ``C`` output channels are the old output whatever the extra input
+  channels hold). ``conv_out``'s extra output channels keep a fresh convolution's random init (seeded), not zero:
+  with both ends of the new path at zero the new path is a saddle (the extra inputs reach no output, and the
+  features the extra outputs read carry nothing of the extra inputs, so both get only noise gradients), and
+  fine-tuning barely moved off the zero prediction on the new channels (loss ~0.79 = (4 x old + 12 x 1) / 16).
 * :func:`expand_vae` builds an ``AutoencoderKL`` with a wider latent from an old one: every tensor whose shape is
   unchanged is copied; the encoder's mean/log-variance rows, ``quant_conv`` and ``post_quant_conv`` keep the old
   blocks on the old channels and map the extra channels by identity; the decoder's ``conv_in`` ignores the extra
@@ -24,7 +27,7 @@ from .vae import build_vae, vae_config
 
 
 @torch.no_grad()
-def widen_unet(unet: UNet2DConditionModel, channels: int) -> UNet2DConditionModel:
+def widen_unet(unet: UNet2DConditionModel, channels: int, *, seed: int = 0) -> UNet2DConditionModel:
     """Widen ``unet``'s latent from ``C`` to ``channels`` in place (see the module docstring); returns it."""
     old_in, old_out = int(unet.config.in_channels), int(unet.config.out_channels)
     if channels <= max(old_in, old_out):
@@ -36,7 +39,8 @@ def widen_unet(unet: UNet2DConditionModel, channels: int) -> UNet2DConditionMode
     wide_in.weight[:, :old_in] = conv_in.weight
     wide_in.bias.copy_(conv_in.bias)
     wide_out = nn.Conv2d(conv_out.in_channels, channels, conv_out.kernel_size, padding=conv_out.padding)
-    wide_out.weight.zero_()
+    generator = torch.Generator().manual_seed(seed)
+    nn.init.kaiming_uniform_(wide_out.weight, a=5 ** 0.5, generator=generator)  # nn.Conv2d's default init
     wide_out.bias.zero_()
     wide_out.weight[:old_out] = conv_out.weight
     wide_out.bias[:old_out] = conv_out.bias

@@ -67,6 +67,7 @@ def test_expanded_vae_encodes_and_decodes_as_the_old_one(vae4) -> None:
         old, new = vae4.encode(images).latent_dist, vae16.encode(images).latent_dist
         assert torch.allclose(new.mean[:, :4], old.mean, atol=1e-6)
         assert torch.allclose(new.logvar[:, :4], old.logvar, atol=1e-6)
+        assert torch.allclose(new.logvar[:, 4:], old.logvar.repeat(1, 3, 1, 1), atol=1e-6)  # the old noise level
         assert new.mean[:, 4:].abs().mean() > 0  # the extra channels carry (random) image features
         z = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(1))
         assert torch.allclose(vae16.decode(z).sample, vae4.decode(z[:, :4]).sample, atol=1e-6)

@@ -12,7 +12,10 @@
   blocks on the old channels and map the extra channels by identity; the decoder's ``conv_in`` ignores the extra
   channels (zero weights) and the encoder's extra mean rows keep their fresh random init, so the expanded VAE
   encodes the old latent on its first channels and decodes exactly as the old VAE at init, while the extra
-  channels carry image information for training to use (the gradient reaches the decoder's zero weights).
+  channels carry image information for training to use (the gradient reaches the decoder's zero weights). The
+  extra log-variance rows copy the old ones (extra channel ``k`` takes old channel ``k mod C``'s): a fresh init
+  gives them log-variance ~0, i.e. sampling noise as large as their signal, which a trained VAE's channels
+  (log-variance ~-4..-7) do not have, and which kept the decoder from using them.
 
 Training after these initialisations (VAE distillation, UNet fine-tuning) is not part of this module.
 """
@@ -62,6 +65,15 @@ def _embed_1x1(old: nn.Conv2d, new: nn.Conv2d, rows: list[int], cols: list[int])
         new.bias[r] = old.bias[i]
 
 
+def _copy_rows(old: nn.Conv2d, new: nn.Conv2d, rows: dict[int, int], cols: list[int]) -> None:
+    """``new``'s output row ``r`` becomes ``old``'s row ``rows[r]`` on input channels ``cols`` (zero elsewhere)."""
+    index = torch.tensor(cols)
+    for r, i in rows.items():
+        new.weight[r] = 0.0
+        new.weight[r, index] = old.weight[i]
+        new.bias[r] = old.bias[i]
+
+
 @torch.no_grad()
 def expand_vae(vae: AutoencoderKL, channels: int, *, seed: int = 0) -> AutoencoderKL:
     """A new ``AutoencoderKL`` with a ``channels``-channel latent, initialised from ``vae`` (module docstring)."""
@@ -76,12 +88,16 @@ def expand_vae(vae: AutoencoderKL, channels: int, *, seed: int = 0) -> Autoencod
         if key in source and source[key].shape == tensor.shape:
             tensor.copy_(source[key])
     moments_old = list(range(old)) + list(range(channels, channels + old))  # new rows of the old mean, logvar
+    extra_logvar = {channels + k: old + k % old for k in range(old, channels)}  # new row: old logvar row
     enc_old, enc_new = vae.encoder.conv_out, new.encoder.conv_out
     for i, r in enumerate(moments_old):
         enc_new.weight[r] = enc_old.weight[i]
         enc_new.bias[r] = enc_old.bias[i]
-    if vae.quant_conv is not None:
+    if vae.quant_conv is not None:  # the posterior's moments are quant_conv's output
         _embed_1x1(vae.quant_conv, new.quant_conv, moments_old, moments_old)
+        _copy_rows(vae.quant_conv, new.quant_conv, extra_logvar, moments_old)
+    else:
+        _copy_rows(enc_old, enc_new, extra_logvar, list(range(enc_old.in_channels)))
     if vae.post_quant_conv is not None:
         _embed_1x1(vae.post_quant_conv, new.post_quant_conv, list(range(old)), list(range(old)))
     dec_old, dec_new = vae.decoder.conv_in, new.decoder.conv_in

@@ -121,6 +121,17 @@ def test_expand_resumes_as_if_uninterrupted_and_writes_a_teacher_folder(tmp_path
             assert torch.equal(a, b), f"{name} differs between the interrupted and the uninterrupted expansion"
 
 
+def test_expand_sd15_recipe_runs_at_a_tiny_size(tmp_path: Path, source4: Path) -> None:
+    """The shipped GPU recipe validates and runs end to end with its loss weights, at one step on a micro teacher."""
+    data = yaml.safe_load((EXPANSION.parent / "recipes" / "expand_sd15.yaml").read_text())
+    tiny = {"steps": 1, "batch_size": 1, "checkpoint_every": 1, "num_threads": 1}
+    data.update(teacher=str(source4), data={**data["data"], "crop_size": 32}, held_out_crops=1,
+                vae_loop={**data["vae_loop"], **tiny}, unet_loop={**data["unet_loop"], **tiny})
+    summary = run_expand_recipe(ExpandRecipe(**data), tmp_path / "out")
+    assert summary["vae"]["steps"] == summary["unet"]["steps"] == 1
+    assert load_teacher(tmp_path / "out").latent_channels == 16
+
+
 def test_expand_refuses_bad_teachers(tmp_path: Path, source4: Path, capsys: pytest.CaptureFixture[str]) -> None:
     recipe = tmp_path / "expand.yaml"
     recipe.write_text(yaml.safe_dump(_recipe(str(source4))))

@@ -5,8 +5,9 @@
    latent's first channels are pulled to the old latent, and decoding them alone (extra channels zero) is pulled to
    the old VAE's reconstruction and decoder mid-block features. The full latent's decode answers only to the real
    image: distilling it too would cap the 16-channel VAE at the 4-channel one's quality, while the subspace terms
-   keep the old look as what the first channels decode to and let the extra channels add the detail. The old latent scaling factor is kept, so the new latent's first channels stay
-   the old (scaled) latent, which the widened UNet already denoises.
+   keep the old look as what the first channels decode to and let the extra channels add the detail. The old
+   latent scaling factor is kept, so the new latent's first channels stay the old (scaled) latent, which the
+   widened UNet already denoises.
 2. UNet: :func:`~tocsr_nas.expansion.widen_unet` (reproduces the old UNet on the old subspace at init), then
    fine-tuned with the teacher recipe's denoising loss on the new VAE's latents.
 3. Export: ``out/teacher.yaml`` + ``out/weights/`` (a teacher folder: ``--teacher out``), whose manifest names the
@@ -182,7 +183,8 @@ def run_expand_recipe(recipe: ExpandRecipe, out_dir: str | Path, *, resume: bool
     crops = ImageCropDataset(unet_files, data.crop_size, loop.steps * loop.batch_size, loop.seed, data.flips)
     latents_old = held_out_latents(old_vae, recipe.held_out_source, data.crop_size, recipe.held_out_crops)
     old_loss = denoising_loss(teacher, latents_old, scheduler)  # before widen_unet changes the UNet in place
-    wide = Teacher(name=f"{teacher.name}-{recipe.channels}ch", unet=widen_unet(teacher.unet, recipe.channels, seed=loop.seed),
+    wide = Teacher(name=f"{teacher.name}-{recipe.channels}ch",
+                   unet=widen_unet(teacher.unet, recipe.channels, seed=loop.seed),
                    context=teacher.context, latent_size=teacher.latent_size, vae=vae)
     unet_run = train(DiffusionTask(wide, vae, scheduler), crops, loop, out_dir / "unet", resume=resume,
                      stop_after=stop_after)

@@ -315,71 +315,91 @@ def draw(ablation: Ablation, points: list[dict[str, Any]], trials: pd.DataFrame,
 
 
 def differs(a: float, b: float, noise: float | None) -> bool | None:
-    """Whether two values differ by more than twice the relative noise (None: no noise estimate)."""
+    """Whether two values differ, relative to the larger, by more than the relative seed spread (None: no estimate)."""
     if noise is None:
         return None
-    return abs(a - b) / max(abs(a), abs(b), 1e-12) > 2 * noise
+    return abs(a - b) / max(abs(a), abs(b), 1e-12) > noise
 
 
 def fmt(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.{digits}g}"
 
 
+def noise_sentence(noise: dict[str, Any] | None) -> str:
+    if not noise:
+        return "No seed-noise estimate (compare_strategies has not finished two bo seeds)."
+    gmacs = noise["pick_gmacs_rel_range"]
+    return (f"Noise level: the same search (bo) over {noise['seeds']} search seeds (compare_strategies) differs by "
+            f"{noise['hv_rel_range']:.1%} in final HV and {fmt(gmacs * 100 if gmacs is not None else None)}% in the "
+            f"pick's GMACs; a difference under that is not measurable here (surrogate-training seeds not varied).")
+
+
+def pair_sentence(a: dict[str, Any], b: dict[str, Any], hv: dict[str, float], noise: dict[str, Any] | None) -> str:
+    """Two variants' picks and final hypervolumes, and whether they differ beyond the seed noise."""
+    pa, pb = a["pick"], b["pick"]
+    hv_a, hv_b = hv.get(a["variant"]), hv.get(b["variant"])
+    gm = differs(pa["gmacs"], pb["gmacs"], noise["pick_gmacs_rel_range"] if noise else None)
+    hvd = differs(hv_a, hv_b, noise["hv_rel_range"] if noise else None) if None not in (hv_a, hv_b) else None
+    verdict = "" if gm is None and hvd is None else (
+        " -> " + ", ".join(f"{name} {'differs measurably' if flag else 'within seed noise'}"
+                          for name, flag in (("pick GMACs", gm), ("HV", hvd)) if flag is not None))
+    return (f"{a['variant']} vs {b['variant']}: picks {'identical' if pa['arch'] == pb['arch'] else 'differ'} "
+            f"({pa['gmacs']:.3g} vs {pb['gmacs']:.3g} GMACs, loss {pa['loss']:.3f} vs {pb['loss']:.3f}), final HV "
+            f"{fmt(hv_a, 4)} vs {fmt(hv_b, 4)}{verdict}")
+
+
 def answer(ablation: Ablation, points: list[dict[str, Any]], ranking: pd.DataFrame | None,
            noise: dict[str, Any] | None) -> str:
     """The answer the numbers give, in a few sentences."""
-    done = [p for p in points if p.get("pick")]
-    if len(done) < 2 and ablation.key != "eps":
-        return "Not answered: fewer than two of its runs finished (see the table)."
-    hv = {} if ranking is None else dict(zip(ranking.variant, ranking.final_mean))
-    hv_noise = noise["hv_rel_range"] if noise else None
-    gmacs_noise = noise["pick_gmacs_rel_range"] if noise else None
-    noise_text = (f"Seed noise (bo over {noise['seeds']} search seeds, compare_strategies): final hypervolume "
-                  f"spreads {noise['hv_rel_range']:.1%} of its mean (CV {noise['hv_cv']:.1%}), the pick's GMACs "
-                  f"{fmt(noise['pick_gmacs_rel_range'] * 100 if noise['pick_gmacs_rel_range'] is not None else None)}%."
-                  if noise else "No seed-noise estimate (compare_strategies has not run).")
+    done = [p for p in points if p.get("pick") and p["finished"]]
+    missing = [p["variant"] for p in points if p not in done]
+    tail = f" Not finished: {', '.join(missing)}." if missing else ""
     if ablation.key == "strategies":
-        assert ranking is not None
-        best, worst = ranking.iloc[0], ranking.iloc[-1]
-        parts = [f"{r.variant}: final HV {r.final_mean:.4g} ± {r.final_std:.2g}, {FRACTION:.0%} of the best HV "
-                 f"after {fmt(r.evals_to_target)} evaluations ({int(r.reached)}/{int(r.runs)} runs reached it)"
-                 for r in ranking.itertuples()]
-        separated = best.final_mean - best.final_std > worst.final_mean + worst.final_std
-        return (f"Ranked by final hypervolume: {'; '.join(parts)}. "
-                + (f"{best.variant} is ahead of {worst.variant} by more than one std of each."
-                   if separated else "The means lie within one std of each other: no strategy is measurably "
-                                     "ahead at this budget."))
+        if ranking is None or not done:
+            return "Not answered: no search finished." + tail
+        parts = [f"{r.variant} {r.final_mean:.4g} ± {r.final_std:.2g} ({FRACTION:.0%} of the best HV after "
+                 f"{fmt(r.evals_to_target)} evaluations, {int(r.reached)}/{int(r.runs)} runs)" for r in ranking.itertuples()]
+        best, second = ranking.iloc[0], ranking.iloc[1] if len(ranking) > 1 else ranking.iloc[0]
+        separated = best.final_mean - best.final_std > second.final_mean + second.final_std
+        return (f"Final HV (mean ± std over seeds): {'; '.join(parts)}. "
+                + (f"{best.variant} leads, its band clear of the runner-up {second.variant}."
+                   if separated else f"{best.variant} leads on the mean, but within one std of {second.variant}: "
+                                     "no measurable winner at this budget and seed count.") + tail)
     if ablation.key == "eps":
+        if not done:
+            return "Not answered: no search finished." + tail
         rows = sorted(done, key=lambda p: p["eps"])
-        steps = ", ".join(f"eps {p['eps']:g}: {p['pick']['gmacs']:.3g} GMACs ({p['pick']['macs_ratio']:.2f}x fewer), "
-                          f"loss {p['pick']['loss']:.3f}" for p in rows)
-        missing = [p["variant"] for p in points if not p.get("pick")]
+        steps = "; ".join(f"eps {p['eps']:g}: {p['pick']['gmacs']:.3g} GMACs ({p['pick']['macs_ratio']:.2f}x fewer "
+                          f"than the teacher), {p['pick']['params_ratio']:.2f}x fewer params, loss {p['pick']['loss']:.3f}"
+                          for p in rows)
         gm = [p["pick"]["gmacs"] for p in rows]
         monotone = all(b <= a for a, b in zip(gm, gm[1:]))
-        return (f"The pick per eps: {steps}"
-                + (f"; no pick at {', '.join(missing)}" if missing else "") + ". "
-                + ("The GMACs of the pick fall monotonically as eps loosens, and its loss rises toward the bound: "
-                   "the eps knob traces the front as intended." if monotone else
-                   "The GMACs of the pick do not fall monotonically with eps: each eps is a separate search, so a "
-                   "looser bound's search did not find the cheaper arch a tighter one found (search noise, see "
-                   "below).") + " " + noise_text)
-    first, *rest = done
-    lines = []
-    for other in rest:
-        a, b = first["pick"], other["pick"]
-        same = a["arch"] == b["arch"]
-        hv_a, hv_b = hv.get(first["variant"]), hv.get(other["variant"])
-        gm = differs(a["gmacs"], b["gmacs"], gmacs_noise)
-        hvd = differs(hv_a, hv_b, hv_noise) if hv_a is not None and hv_b is not None else None
-        lines.append(f"{first['variant']} vs {other['variant']}: picks {'identical' if same else 'differ'} "
-                     f"({a['gmacs']:.3g} vs {b['gmacs']:.3g} GMACs, loss {a['loss']:.3f} vs {b['loss']:.3f}); final HV "
-                     f"{fmt(hv_a, 4)} vs {fmt(hv_b, 4)}"
-                     + ("" if gm is None and hvd is None else
-                        f" -> {'a measurable' if (gm or hvd) else 'no measurable'} difference at this budget"))
+        return (f"The pick per eps: {steps}. "
+                + ("The pick's GMACs fall monotonically as eps loosens while its loss rises toward the bound: eps "
+                   "trades loss for GMACs along the front." if monotone else
+                   "The pick's GMACs do not fall monotonically with eps: each eps is its own search, and a looser "
+                   "bound's search did not find the cheaper arch a tighter one found (search noise).")
+                + " (Each eps is a separate bo search at search_only's full settings; no seed repeats.)" + tail)
+    if len(done) < 2:
+        return "Not answered: fewer than two of its runs finished." + tail
+    hv = {} if ranking is None else dict(zip(ranking.variant, ranking.final_mean))
+    text = "; ".join(pair_sentence(a, b, hv, noise) for a, b in zip(done, done[1:])) + ". "
+    if ablation.key == "candidates":
+        both = next((p for p in done if p["variant"] == "space=tiny_ldm"), None)
+        if both is not None:
+            teacher = both["pick"]["gmacs"] * both["pick"]["macs_ratio"]
+            saved = {p["variant"]: teacher - p["pick"]["gmacs"] for p in done}
+            share = ", ".join(f"{v} {saved[v] / saved[both['variant']]:.0%}" for v in saved if v != both["variant"])
+            kind = max((v for v in saved if v != both["variant"]), key=saved.get)
+            text += (f"Share of the full space's GMACs saving (teacher {teacher:.3g} GMACs) that each one-kind space "
+                     f"reaches at eps {both['eps']:g}: {share}: the {kind.split('_')[-2]} surrogates buy most of it. ")
+    if ablation.key == "surrogate_budget":
+        errors = ", ".join(f"{p['variant']} {fmt(p['surrogate_median_error'])}" for p in done)
+        text += f"Median held-out relative error of the trained surrogates: {errors}. "
     best = max(done, key=lambda p: (p["pick"]["macs_ratio"], -p["pick"]["loss"]))
-    return (f"{'; '.join(lines)}. Cheapest pick under eps {best['eps']:g}: {best['variant']} "
-            f"({best['pick']['macs_ratio']:.2f}x fewer GMACs, {best['pick']['params_ratio']:.2f}x fewer parameters than "
-            f"the teacher). {noise_text}")
+    return (text + f"Cheapest pick under eps {best['eps']:g}: {best['variant']} ({best['pick']['macs_ratio']:.2f}x fewer "
+            f"GMACs, {best['pick']['params_ratio']:.2f}x fewer parameters than the teacher). {noise_sentence(noise)}"
+            + tail)
 
 
 # ---------------------------------------------------------------------------------------------------- main

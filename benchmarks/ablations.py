@@ -274,7 +274,8 @@ def pick_table(points: list[dict[str, Any]], ranking: pd.DataFrame | None) -> pd
     rows = []
     for p in points:
         chosen = p.get("pick") or {}
-        row = {"variant": p["variant"], "evals": p.get("evaluations"), "pick loss": chosen.get("loss"),
+        row = {"variant": p["variant"], "evals": p.get("evaluations"), "pick trial": chosen.get("trial_id"),
+               "pick loss": chosen.get("loss"),
                "pick GMACs": chosen.get("gmacs"), "pick params (M)": chosen.get("params_m"),
                "x fewer GMACs": chosen.get("macs_ratio"), "x fewer params": chosen.get("params_ratio")}
         if ranking is not None and p["variant"] in set(ranking.variant):
@@ -348,6 +349,11 @@ def pair_sentence(a: dict[str, Any], b: dict[str, Any], hv: dict[str, float], no
             f"{fmt(hv_a, 4)} vs {fmt(hv_b, 4)}{verdict}")
 
 
+def budget(points: list[dict[str, Any]], strategy: str) -> int | None:
+    """The evaluations a strategy's runs made (their maximum)."""
+    return max((p.get("evaluations") or 0 for p in points if strategy_of(p["variant"]) == strategy), default=None)
+
+
 def answer(ablation: Ablation, points: list[dict[str, Any]], ranking: pd.DataFrame | None,
            noise: dict[str, Any] | None) -> str:
     """The answer the numbers give, in a few sentences."""
@@ -357,8 +363,11 @@ def answer(ablation: Ablation, points: list[dict[str, Any]], ranking: pd.DataFra
     if ablation.key == "strategies":
         if ranking is None or not done:
             return "Not answered: no search finished." + tail
-        parts = [f"{r.variant} {r.final_mean:.4g} ± {r.final_std:.2g} ({FRACTION:.0%} of the best HV after "
-                 f"{fmt(r.evals_to_target)} evaluations, {int(r.reached)}/{int(r.runs)} runs)" for r in ranking.itertuples()]
+        parts = [f"{r.variant} {r.final_mean:.4g} ± {r.final_std:.2g} (" + (
+                     f"{FRACTION:.0%} of the best run's final HV after {r.evals_to_target:.3g} evaluations in "
+                     f"{int(r.reached)}/{int(r.runs)} runs" if r.reached else
+                     f"no run reached {FRACTION:.0%} of the best run's final HV in {budget(points, r.variant)} "
+                     "evaluations") + ")" for r in ranking.itertuples()]
         best, second = ranking.iloc[0], ranking.iloc[1] if len(ranking) > 1 else ranking.iloc[0]
         separated = best.final_mean - best.final_std > second.final_mean + second.final_std
         return (f"Final HV (mean ± std over seeds): {'; '.join(parts)}. "
@@ -390,9 +399,15 @@ def answer(ablation: Ablation, points: list[dict[str, Any]], ranking: pd.DataFra
             teacher = both["pick"]["gmacs"] * both["pick"]["macs_ratio"]
             saved = {p["variant"]: teacher - p["pick"]["gmacs"] for p in done}
             share = ", ".join(f"{v} {saved[v] / saved[both['variant']]:.0%}" for v in saved if v != both["variant"])
-            kind = max((v for v in saved if v != both["variant"]), key=saved.get)
+            singles = sorted((p for p in done if p is not both), key=lambda p: saved[p["variant"]], reverse=True)
+            close = len(singles) == 2 and differs(singles[0]["pick"]["gmacs"], singles[1]["pick"]["gmacs"],
+                                                  noise["pick_gmacs_rel_range"] if noise else None) is False
+            kind = singles[0]["variant"].split("_")[-2]
             text += (f"Share of the full space's GMACs saving (teacher {teacher:.3g} GMACs) that each one-kind space "
-                     f"reaches at eps {both['eps']:g}: {share}: the {kind.split('_')[-2]} surrogates buy most of it. ")
+                     f"reaches at eps {both['eps']:g}: {share}: "
+                     + ("the two one-kind spaces' picks are within seed noise of each other, so neither kind alone buys "
+                        "the savings; together they save more than either." if close else
+                        f"the {kind} surrogates buy most of it.") + " ")
     if ablation.key == "surrogate_budget":
         errors = ", ".join(f"{p['variant']} {fmt(p['surrogate_median_error'])}" for p in done)
         text += f"Median held-out relative error of the trained surrogates: {errors}. "

@@ -451,9 +451,20 @@ def main() -> int:
         "10%), so HVs compare within a question only. Loss is the `distillation` evaluator's (relative to the "
         "all-identity arch) measured with each run's own surrogates.", ""]
     if any(overrides.values()):
-        sections += ["Sizing overrides (this machine: 2 shared cores at load 5-10): "
+        sections += ["Sizing (this machine: 2 cores shared by five sessions, load 5-10; search_only's surrogates, 100 "
+                     "steps at 32x32 latents, took 21 min, each 40-evaluation bo search 4-6 min): `ablation_eps` runs "
+                     "as written; every other experiment runs at reduced fidelity, "
+                     + " ".join(f"`{o}`" for o in REDUCED) + " (distillation and validation latents 16x16, costs still "
+                     "counted at 32x32; 30 surrogate steps), with these overrides: "
                      + "; ".join(f"`{a.file}`: {' '.join(f'`{o}`' for o in overrides[a.key])}"
-                                 for a in ABLATIONS if overrides[a.key]) + ".", ""]
+                                 for a in ABLATIONS if overrides[a.key]) + ". `--full` runs the YAMLs as written.", ""]
+    ran = [{"experiment": k, "exit": v.get("exit_code"), "wall (s)": v.get("wall_s"), "reused stages": len(v.get("copied_stages", [])),
+            "load after": " ".join(map(str, v.get("load_average_after", [])))} for k, v in runs_info.items()]
+    if ran:
+        outside = [a.key for a in ABLATIONS if a.key not in runs_info]
+        sections += ["Last run of each experiment by this script" + (
+                     f" ({', '.join(outside)}: run by `tocsr-nas run` directly; stage times in the tables)" if outside
+                     else "") + ":", "", to_markdown(pd.DataFrame(ran)), ""]
     for ablation in ABLATIONS:
         points, trials = collected[ablation.key]
         ranking, reference = (None, None)

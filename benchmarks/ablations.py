@@ -207,11 +207,11 @@ def stage_seconds(folder: Path | None) -> float | None:
 
 def surrogate_error(folder: Path | None) -> float | None:
     """Median held-out relative error of the trained (non-teacher, non-fixed) candidates of a surrogates stage."""
-    if folder is None or not (folder / "manifest.json").is_file():
+    table = folder / "relative_errors.csv" if folder is not None else None
+    if table is None or not table.is_file():
         return None
-    records = json.loads((folder / "manifest.json").read_text()).get("candidates", {}).values()
-    errors = [r["rel_error"] for r in records if r.get("status") == "done" and r.get("rel_error") is not None]
-    return float(np.median(errors)) if errors else None
+    errors = pd.read_csv(table).query("status == 'done'").rel_error.dropna()
+    return float(errors.median()) if len(errors) else None
 
 
 def pick(folder: Path, eps: float) -> dict[str, Any] | None:
@@ -243,6 +243,8 @@ def collect_points(ablation: Ablation, runs_dir: Path, overrides: list[str]) -> 
             row["finished"] = read_manifest(folder) is not None and read_manifest(folder).get("status") == "complete"
             row["evaluations"] = int(trials.evaluation.max())
             row["pick"] = pick(folder, eps)
+            losses = complete(trials).loss
+            row["best_loss"] = float(losses.min()) if len(losses) else None
             frames.append(trials.assign(variant=point["label"], run=point["label"], strategy=point["label"]))
         rows.append(row)
     return rows, (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
@@ -332,13 +334,19 @@ def noise_sentence(noise: dict[str, Any] | None) -> str:
     gmacs = noise["pick_gmacs_rel_range"]
     return (f"Noise level: the same search (bo) over {noise['seeds']} search seeds (compare_strategies) differs by "
             f"{noise['hv_rel_range']:.1%} in final HV and {fmt(gmacs * 100 if gmacs is not None else None)}% in the "
-            f"pick's GMACs; a difference under that is not measurable here (surrogate-training seeds not varied).")
+            f"pick's GMACs; a difference under that is not measurable here (two seeds give a rough, likely low, "
+            f"estimate; surrogate-training seeds are not varied).")
 
 
 def pair_sentence(a: dict[str, Any], b: dict[str, Any], hv: dict[str, float], noise: dict[str, Any] | None) -> str:
     """Two variants' picks and final hypervolumes, and whether they differ beyond the seed noise."""
     pa, pb = a["pick"], b["pick"]
     hv_a, hv_b = hv.get(a["variant"]), hv.get(b["variant"])
+    if pa is None or pb is None:
+        none = a if pa is None else b
+        return (f"{a['variant']} vs {b['variant']}: {none['variant']} has no trial with loss <= eps {none['eps']:g} "
+                f"(best loss {fmt(none.get('best_loss'), 4)}), so extract refuses it; final HV {fmt(hv_a, 4)} vs "
+                f"{fmt(hv_b, 4)}")
     gm = differs(pa["gmacs"], pb["gmacs"], noise["pick_gmacs_rel_range"] if noise else None)
     hvd = differs(hv_a, hv_b, noise["hv_rel_range"] if noise else None) if None not in (hv_a, hv_b) else None
     verdict = "" if gm is None and hvd is None else (
@@ -358,7 +366,7 @@ def answer(ablation: Ablation, points: list[dict[str, Any]], ranking: pd.DataFra
            noise: dict[str, Any] | None) -> str:
     """The answer the numbers give, in a few sentences."""
     done = [p for p in points if p.get("pick") and p["finished"]]
-    missing = [p["variant"] for p in points if p not in done]
+    missing = [p["variant"] for p in points if not p["finished"]]
     tail = f" Not finished: {', '.join(missing)}." if missing else ""
     if ablation.key == "strategies":
         if ranking is None or not done:
@@ -389,10 +397,11 @@ def answer(ablation: Ablation, points: list[dict[str, Any]], ranking: pd.DataFra
                    "The pick's GMACs do not fall monotonically with eps: each eps is its own search, and a looser "
                    "bound's search did not find the cheaper arch a tighter one found (search noise).")
                 + " (Each eps is a separate bo search at search_only's full settings; no seed repeats.)" + tail)
-    if len(done) < 2:
-        return "Not answered: fewer than two of its runs finished." + tail
+    searched = [p for p in points if p["finished"]]
+    if len(searched) < 2:
+        return "Not answered: fewer than two of its searches finished." + tail
     hv = {} if ranking is None else dict(zip(ranking.variant, ranking.final_mean))
-    text = "; ".join(pair_sentence(a, b, hv, noise) for a, b in zip(done, done[1:])) + ". "
+    text = "; ".join(pair_sentence(a, b, hv, noise) for a, b in zip(searched, searched[1:])) + ". "
     if ablation.key == "candidates":
         both = next((p for p in done if p["variant"] == "space=tiny_ldm"), None)
         if both is not None:
@@ -411,6 +420,8 @@ def answer(ablation: Ablation, points: list[dict[str, Any]], ranking: pd.DataFra
     if ablation.key == "surrogate_budget":
         errors = ", ".join(f"{p['variant']} {fmt(p['surrogate_median_error'])}" for p in done)
         text += f"Median held-out relative error of the trained surrogates: {errors}. "
+    if not done:
+        return text + noise_sentence(noise) + tail
     best = max(done, key=lambda p: (p["pick"]["macs_ratio"], -p["pick"]["loss"]))
     return (text + f"Cheapest pick under eps {best['eps']:g}: {best['variant']} ({best['pick']['macs_ratio']:.2f}x fewer "
             f"GMACs, {best['pick']['params_ratio']:.2f}x fewer parameters than the teacher). {noise_sentence(noise)}"
@@ -449,7 +460,9 @@ def main() -> int:
         "stages and only redraws). Picks are `pick_trial` at the experiment's eps (what `extract` takes); hypervolume "
         "(HV) is of (relative distillation loss, GMACs) with one reference point per question (worst of its runs + "
         "10%), so HVs compare within a question only. Loss is the `distillation` evaluator's (relative to the "
-        "all-identity arch) measured with each run's own surrogates.", ""]
+        "all-identity arch) measured with each run's own surrogates. `bo` starts from a seeded random design (its "
+        "first 10 evaluations), shared by every seed-0 search of one space: when several tables show the same pick "
+        "trial (e.g. 8), no later evaluation of those searches beat that design point under eps.", ""]
     if any(overrides.values()):
         sections += ["Sizing (this machine: 2 cores shared by five sessions, load 5-10; search_only's surrogates, 100 "
                      "steps at 32x32 latents, took 21 min, each 40-evaluation bo search 4-6 min): `ablation_eps` runs "
@@ -459,7 +472,8 @@ def main() -> int:
                      + "; ".join(f"`{a.file}`: {' '.join(f'`{o}`' for o in overrides[a.key])}"
                                  for a in ABLATIONS if overrides[a.key]) + ". `--full` runs the YAMLs as written.", ""]
     ran = [{"experiment": k, "exit": v.get("exit_code"), "wall (s)": v.get("wall_s"), "reused stages": len(v.get("copied_stages", [])),
-            "load after": " ".join(map(str, v.get("load_average_after", [])))} for k, v in runs_info.items()]
+            "load after": " ".join(map(str, v.get("load_average_after", []))), "note": v.get("note", "")}
+           for k, v in runs_info.items()]
     if ran:
         outside = [a.key for a in ABLATIONS if a.key not in runs_info]
         sections += ["Last run of each experiment by this script" + (

@@ -507,42 +507,34 @@ class SlowEvaluator:
         return self.inner.evaluate(arch, budget)
 
 
-# -- the SD-1.5-size smoke pipeline (experiments/sd15_16ch.yaml with its documented CPU overrides) ---------------
+# -- the SD-1.5-size smoke pipeline (experiments/sd15_16ch_smoke.yaml, run by the scale benchmark's run_smoke) -----
 
-SD_SMOKE = ["name=sd15_16ch_smoke", "device=cpu", "dtype=float32", "latent_size=16", "surrogates.steps=2",
-            "surrogates.batch_size=1", "surrogates.held_out_samples=1", "surrogates.warmup_steps=0",
-            "surrogates.max_memory_gb=12", "search.strategy=random", "search.budget=3", "search.validation.count=2",
-            "search.validation.batch_size=1", "extract.eps=10"]
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_sd15_smoke_pipeline(tmp_path: Path) -> None:
-    """Surrogates, search and extract on sd15-16ch end to end on the CPU under 20 GiB; the compact UNet runs DDIM."""
-    import resource
+    """Surrogates, search and extract on sd15-16ch end to end on the CPU under 20 GiB; the compact UNet runs DDIM.
+
+    The run is benchmarks/sd_scale.py's ``run_smoke`` (the benchmark's smoke figures come from the same code)."""
+    import importlib.util
 
     from diffusers import DDIMScheduler
 
     from tocsr_nas.compact import CompactUNet
 
-    assert all(item in (REPO / "experiments" / "sd15_16ch.yaml").read_text() for item in SD_SMOKE)  # as documented
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    command = [sys.executable, "-m", "tocsr_nas", "run", str(REPO / "experiments" / "sd15_16ch.yaml"), *SD_SMOKE,
-               "--runs-dir", str(tmp_path)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=4 * 3600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the run's (the first child waited)
-    assert peak <= 20 * 1024 ** 3
+    spec = importlib.util.spec_from_file_location("sd_scale", REPO / "benchmarks" / "sd_scale.py")
+    sd_scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sd_scale)
+    figures = sd_scale.run_smoke(tmp_path)
+    assert figures["peak_rss_gib"] <= 20
+    assert set(figures["stages_s"]) == {"surrogates", "search", "extract"}
+    assert "vs the teacher's 859.6M / 402.3 G" in figures["extract_line"]
+    assert figures["compact"]["params_m"] < 859.6 and figures["compact"]["gmacs"] < 402.3
+    print(f"sd15 smoke: peak RSS {figures['peak_rss_gib']:.2f} GiB; "
+          + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in figures["stages_s"].items()))
+    print(figures["extract_line"])
     run_dir = tmp_path / "sd15_16ch_smoke"
-    summary = json.loads((run_dir / "run_summary.json").read_text())
-    assert set(summary) == {"surrogates", "search", "extract"}
-    print(f"sd15 smoke: peak RSS {peak / 1024 ** 3:.2f} GiB; "
-          + ", ".join(f"{stage} {item['seconds']:.0f} s" for stage, item in summary.items()))
-    extracted = subprocess.run([sys.executable, "-m", "tocsr_nas", "extract", str(run_dir / "search"), "--eps", "10",
-                                "--out", str(tmp_path / "compact")], env=env, capture_output=True, text=True, timeout=1800, check=False)
-    assert extracted.returncode == 0, extracted.stderr[-3000:]
-    assert "vs the teacher's 859.6M / 402.3 G" in extracted.stdout
-    print(extracted.stdout.splitlines()[0])
     unet = CompactUNet.from_pretrained(run_dir / "extract" / "compact")
     scheduler = DDIMScheduler(num_train_timesteps=1000)
     scheduler.set_timesteps(3)
@@ -554,3 +546,14 @@ def test_sd15_smoke_pipeline(tmp_path: Path) -> None:
         for t in scheduler.timesteps:
             latents = scheduler.step(unet(latents, t, encoder_hidden_states=context).sample, t, latents).prev_sample
     assert latents.shape == (1, 16, 16, 16) and torch.isfinite(latents).all()
+
+
+def test_latency_target_resolves_its_device_and_dtype_before_they_enter_the_cache_key() -> None:
+    from tocsr_nas.profiling.latency import LatencyTarget
+
+    target = LatencyTarget(device="auto", dtype="torch.float32")
+    assert target.device == str(resolve_device("auto")) and target.dtype == "float32"
+    assert target.key.startswith(f"{resolve_device('auto')}|float32|")
+    assert LatencyTarget(device="auto").key == LatencyTarget(device=str(resolve_device("auto"))).key
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        LatencyTarget(device="tpu")

@@ -288,6 +288,64 @@ def test_extract_bad_device_is_refused_before_anything_is_written(
                    capsys, match=match)
 
 
+def _search_config(tmp_path: Path, micro_space_path: Path) -> Path:
+    config = tmp_path / "search.json"
+    config.write_text(json.dumps({"space": str(micro_space_path), "strategy": "random", "budget": 2,
+                                  "validation": {"latents": {"source": "gaussian"}, "count": 2, "batch_size": 2}}))
+    return config
+
+
+def test_the_search_evaluator_scores_in_bfloat16_on_the_cpu(micro_teacher, micro_space) -> None:  # noqa: ANN001
+    import numpy as np
+
+    from evaluators.distillation import DistillationEvaluator, ValidationSet
+    from tocsr_nas.supernet import Supernet
+
+    supernet = Supernet(micro_teacher, micro_space)
+    arch = micro_space.sample(np.random.default_rng(1))
+    latents = torch.randn(2, micro_teacher.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+    scores = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        validation = ValidationSet.build(micro_teacher, latents, batch_size=2, device="cpu", dtype=dtype)
+        assert validation.dtype is dtype and validation.target.dtype is torch.float32
+        scores[dtype] = DistillationEvaluator(supernet, validation).evaluate(arch)["mse"]
+    assert scores[torch.bfloat16] != scores[torch.float32]  # the teacher and the student really ran in bfloat16
+    assert scores[torch.bfloat16] == pytest.approx(scores[torch.float32], rel=0.1)
+
+
+@pytest.mark.slow  # ~60 s on the loaded 2-core machine (two searches); the evaluator in bfloat16 is tested above
+def test_search_scores_on_the_cpu_in_bfloat16(micro_space_path: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from tocsr_nas.search.store import read_trials
+
+    config = _search_config(tmp_path, micro_space_path)
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        assert run_cli(["search", "--config", str(config), "--out", str(tmp_path / dtype), "--quiet", "--device", "cpu",
+                        "--dtype", dtype]) == 0
+        frame = read_trials(tmp_path / dtype)
+        assert list(frame.state) == ["complete", "complete"]
+        losses[dtype] = frame.sort_values("arch_id").loss.to_numpy()
+    assert (losses["float32"] != losses["bfloat16"]).any()  # the teacher and the students really ran in bfloat16
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.1)
+
+
+@pytest.mark.parametrize("command", ["distill-blocks", "search"])
+def test_a_dtype_the_device_cannot_run_is_refused_before_anything_is_written(
+        command: str, micro_space_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """This CPU runs all three dtypes, so the device's answer to the probe is what is replaced here (as a GPU without
+    bfloat16 kernels answers); the refusal path is the real one."""
+    from tocsr_nas import device as device_module
+
+    monkeypatch.setattr(device_module, "_unsupported",
+                        lambda device, name: None if name == "float32" else "no float16 kernels")
+    where = (["--space", str(micro_space_path)] if command == "distill-blocks"
+             else ["--config", str(_search_config(tmp_path, micro_space_path))])
+    assert_refused([command, *where, "--out", str(tmp_path / "out"), "--device", "cpu", "--dtype", "float16"], tmp_path,
+                   capsys, match="dtype float16 does not run on cpu: no float16 kernels (allowed: float32)")
+
+
 # -- a real two-node Ray cluster on this machine (loopback), started and stopped by the tests -------------------
 
 def _free_port(host: str) -> int:
@@ -512,21 +570,34 @@ class SlowEvaluator:
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _sd_scale():  # noqa: ANN202
+    """benchmarks/sd_scale.py as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sd_scale", REPO / "benchmarks" / "sd_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_failed_benchmark_cell_shows_its_real_error() -> None:
+    error = _sd_scale()._error
+    traceback = "Traceback (most recent call last):\n  File x\ntocsr_nas.errors.ConfigError: max_memory_gb: too small\n"
+    assert error(subprocess.CompletedProcess([], 1, "", traceback)) == "tocsr_nas.errors.ConfigError: max_memory_gb: too small"
+    assert error(subprocess.CompletedProcess([], -9, "", "")) == "killed by SIGKILL (by the kernel's OOM killer, most likely)"
+    assert error(subprocess.CompletedProcess([], 3, "", "")) == "exit status 3, no output"
+
+
 @pytest.mark.slow
 def test_sd15_smoke_pipeline(tmp_path: Path) -> None:
     """Surrogates, search and extract on sd15-16ch end to end on the CPU under 20 GiB; the compact UNet runs DDIM.
 
     The run is benchmarks/sd_scale.py's ``run_smoke`` (the benchmark's smoke figures come from the same code)."""
-    import importlib.util
-
     from diffusers import DDIMScheduler
 
     from tocsr_nas.compact import CompactUNet
 
-    spec = importlib.util.spec_from_file_location("sd_scale", REPO / "benchmarks" / "sd_scale.py")
-    sd_scale = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sd_scale)
-    figures = sd_scale.run_smoke(tmp_path)
+    figures = _sd_scale().run_smoke(tmp_path)
     assert figures["peak_rss_gib"] <= 20
     assert set(figures["stages_s"]) == {"surrogates", "search", "extract"}
     assert "vs the teacher's 859.6M / 402.3 G" in figures["extract_line"]

@@ -346,6 +346,24 @@ def test_a_dtype_the_device_cannot_run_is_refused_before_anything_is_written(
                    capsys, match="dtype float16 does not run on cpu: no float16 kernels (allowed: float32)")
 
 
+@pytest.mark.parametrize("override, match", [
+    ("device=tpu", "unknown device 'tpu'"),
+    ("surrogates.max_memory_gb=0.0001", "smaller than the smallest group"),
+    ("surrogates.executor={kind: ray, address: '127.0.0.1:1'}", "Ray address 127.0.0.1:1 does not answer"),
+    ("search.executor={kind: ray, address: '127.0.0.1:1'}", "Ray address 127.0.0.1:1 does not answer"),
+] + ([("device=cuda", "torch sees no CUDA GPU")] if NO_GPU else []))
+def test_run_refuses_bad_scale_input_before_anything_is_written(
+        micro_space_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, match: str) -> None:
+    """An experiment (the memory budget is only known once a step is probed, inside the surrogates stage: the
+    stage folder it was refused in goes again, and so do the run folders the call made)."""
+    experiment = tmp_path / "e.yaml"
+    experiment.write_text(f"name: e\nspace: {micro_space_path}\nstages: [surrogates, search]\n"
+                          "surrogates: {steps: 2, batch_size: 1, held_out_samples: 1, latents: {source: gaussian}}\n"
+                          "search: {strategy: random, budget: 2, validation: {latents: {source: gaussian}, count: 2}}\n")
+    assert_refused(["run", str(experiment), override, "--runs-dir", str(tmp_path / "runs")], tmp_path, capsys,
+                   match=match)
+
+
 # -- a real two-node Ray cluster on this machine (loopback), started and stopped by the tests -------------------
 
 def _free_port(host: str) -> int:

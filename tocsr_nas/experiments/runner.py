@@ -5,6 +5,8 @@ with the same hash (its config section plus the output hashes of the finished up
 killed run resumes at the first unfinished stage and a stage whose inputs changed reruns with all that follows.
 A stale stage folder the runner made itself (it holds a ``stage.json`` with another hash) is cleared before the
 stage reruns; a folder it did not make is never touched. One process at a time writes a run folder (locks).
+Input that can only be checked inside a stage (a distillation memory budget, known once a step is probed) is
+refused there before the stage writes anything; the stage folder and run folders this call made then go again.
 """
 from __future__ import annotations
 

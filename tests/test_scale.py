@@ -364,6 +364,22 @@ def test_run_refuses_bad_scale_input_before_anything_is_written(
                    match=match)
 
 
+@pytest.mark.parametrize("command", ["search", "sample", "upscale", "evaluate-sr"])
+def test_every_network_command_refuses_an_unknown_device_before_anything_is_written(
+        command: str, micro_space_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "data").mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "data" / "x.png")
+    argv = {"search": ["search", "--space", str(micro_space_path), "--out", str(tmp_path / "out")],
+            "sample": ["sample", "-n", "1", "--steps", "1", "-o", str(tmp_path / "out.png")],
+            "upscale": ["upscale", str(tmp_path / "data" / "x.png"), "-o", str(tmp_path / "out.png")],
+            "evaluate-sr": ["evaluate-sr", "--model", "x4-compact", "--data", str(tmp_path / "data"), "--out",
+                            str(tmp_path / "out")]}[command]
+    assert_refused([*argv, "--device", "tpu"], tmp_path, capsys, match="unknown device 'tpu'")
+
+
 # -- a real two-node Ray cluster on this machine (loopback), started and stopped by the tests -------------------
 
 def _free_port(host: str) -> int:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from .badinput import assert_refused
 
 from analysis.report import build_report
 from tocsr_nas.experiments import resolve
+
+from .badinput import assert_refused
 
 QUICKSTART = "experiments/quickstart.yaml"
 

@@ -1,6 +1,8 @@
 """The quickstart's SR rows: other models (the shipped x4-compact by default) beside the run's own, gains in the report."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -9,7 +11,7 @@ from tocsr_nas.experiments import resolve
 
 from .badinput import assert_refused
 
-QUICKSTART = "experiments/quickstart.yaml"
+QUICKSTART = str(Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml")
 
 
 def test_quickstart_compares_with_the_shipped_model():

@@ -1,4 +1,4 @@
-"""The quickstart's SR rows: other models (the shipped x4-compact by default) beside the run's own, gains in the report."""
+"""The quickstart's SR rows: other models (the shipped x4-compact in the quickstart) beside the run's own, gains in the report."""
 from __future__ import annotations
 
 from pathlib import Path

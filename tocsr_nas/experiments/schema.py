@@ -28,8 +28,9 @@ class EvaluateConfig(pydantic.BaseModel, extra="forbid"):
     max_side: int | None = pydantic.Field(None, gt=0)  # center-crop larger images (quick runs); None: whole images
     diffusion_steps: int = pydantic.Field(10, ge=0)  # 0: no multi-step row
     latency_size: int = pydantic.Field(64, gt=0)  # LR side for the latency measurement
-    # other SR models (folders or shipped names) evaluated on the same images, one row each, beside the run's own
-    models: list[str] = ["x4-compact"]
+    # other SR models (folders or shipped names, e.g. x4-compact) evaluated on the same images, one row each,
+    # beside the run's own; they must have the sr stage's scale
+    models: list[str] = []
 
     @pydantic.field_validator("models")
     @classmethod

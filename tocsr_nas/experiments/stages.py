@@ -53,8 +53,14 @@ REQUIRES = {"extract": ("search",), "sr": ("extract",), "onestep": ("sr",), "eva
 
 def check_stages(config: Any, folders: dict[str, Path], run_dir: Path) -> None:
     """Refuse, before anything is written, a stage whose required upstream stage neither runs before it nor ran,
-    and a search whose strategy, options or budget are bad."""
+    a search whose strategy, options or budget are bad, and a Ray address (surrogates or search) that does not
+    answer."""
+    from ..executors import check_address  # noqa: PLC0415
+
     stages = list(config.stages)
+    for name in ("surrogates", "search"):
+        if name in stages and getattr(config, name) is not None and getattr(config, name).executor.kind == "ray":
+            check_address(getattr(config, name).executor.address)
     if "search" in stages:
         import search_spaces  # noqa: PLC0415
 

@@ -149,5 +149,7 @@ def test_quickstart_smoke(tmp_path):
     assert list(results) == ["surrogates", "search", "extract", "sr", "onestep", "evaluate", "report"]
     summary = (tmp_path / "run" / "evaluate" / "summary.csv").read_text()
     assert "onestep" in summary and "bicubic" in summary and "vae-recon" in summary
+    assert "x4-compact" in summary  # the shipped model on the same images
     report = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "pareto" in report.lower() and "summary" in report.lower()
+    assert "| onestep |" in report.split("PSNR-Y gain over bicubic")[1]

@@ -116,6 +116,28 @@ def _csv_section(paths: Sequence[Path], out: Path, name: str) -> list[str]:
     return lines
 
 
+def _sr_gains(paths: Sequence[Path]) -> list[str]:
+    """Each SR method's mean PSNR-Y gain over the bicubic row of the same dataset (the run's own model is
+    ``onestep``; rows named after a model folder or shipped model are the ``evaluate.models`` compared with it)."""
+    lines = []
+    for path in paths:
+        table = pd.read_csv(path)
+        if not {"dataset", "method", "psnr_y"} <= set(table.columns):
+            continue
+        rows = []
+        for dataset, group in table.groupby("dataset", sort=False):
+            bicubic = group.loc[group.method == "bicubic", "psnr_y"]
+            if bicubic.empty:
+                continue
+            rows += [{"dataset": dataset, "method": r.method, "psnr_y": r.psnr_y,
+                      "gain over bicubic (dB)": r.psnr_y - float(bicubic.iloc[0])}
+                     for r in group.itertuples() if r.method not in {"bicubic", "vae-recon"}]
+        if rows:
+            lines += ["PSNR-Y gain over bicubic on the same images (`onestep` is this run's model):", "",
+                      to_markdown(pd.DataFrame(rows))]
+    return lines
+
+
 def _space_candidates(header: Mapping[str, Any]) -> dict[str, list[str]] | None:
     """Decision -> candidate labels from the search's space, when it loads; None otherwise."""
     try:
@@ -239,7 +261,7 @@ def build_report(run: str | Path, out: str | Path | None = None, *, eps: Sequenc
     if stages.surrogates:
         lines += ["## Surrogates", "", *_csv_section(stages.surrogates, out, "surrogates")]
     if stages.sr:
-        lines += ["## Super-resolution", "", *_csv_section(stages.sr, out, "sr")]
+        lines += ["## Super-resolution", "", *_sr_gains(stages.sr), *_csv_section(stages.sr, out, "sr")]
     path = out / "report.md"
     write_text(path, "\n".join(lines))
     write_json(out / "summary.json", summary)

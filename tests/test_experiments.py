@@ -47,6 +47,15 @@ def test_base_overrides_and_sweep(tmp_path):
         assert f"search.strategy={config.search.strategy}" in suffix
 
 
+def test_sweep_is_replaced_by_an_override():
+    """benchmarks/ablations.py sizes sweeps this way (fewer seeds, other steps)."""
+    path = Path(__file__).parents[1] / "experiments" / "compare_strategies.yaml"
+    runs = resolve(path, ["sweep={search.strategy: [random, bo], search.seed: [0, 1]}", "latent_size=16"])
+    assert [suffix for suffix, _ in runs] == ["search.strategy=random,search.seed=0", "search.strategy=random,search.seed=1",
+                                             "search.strategy=bo,search.seed=0", "search.strategy=bo,search.seed=1"]
+    assert all(config.surrogates.latent_size == config.search.latent_size == 16 for _, config in runs)
+
+
 def test_unknown_override_lists_close_matches(tmp_path):
     path = write(tmp_path, "e.yaml", "name: e\nstages: [search]\n")
     with pytest.raises(ConfigError, match=r"unknown key 'search.budgte' \(allowed: did you mean search.budget"):
@@ -140,5 +149,7 @@ def test_quickstart_smoke(tmp_path):
     assert list(results) == ["surrogates", "search", "extract", "sr", "onestep", "evaluate", "report"]
     summary = (tmp_path / "run" / "evaluate" / "summary.csv").read_text()
     assert "onestep" in summary and "bicubic" in summary and "vae-recon" in summary
+    assert "x4-compact" in summary  # the shipped model on the same images
     report = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "pareto" in report.lower() and "summary" in report.lower()
+    assert "| onestep |" in report.split("PSNR-Y gain over bicubic")[1]

@@ -80,7 +80,7 @@ def test_cuda_target_without_cuda_is_refused():
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(ConfigError, match="no CUDA device"):
+    with pytest.raises(ConfigError, match="torch sees no CUDA GPU"):
         LatencyTarget(device="cuda")
 
 

@@ -288,6 +288,98 @@ def test_extract_bad_device_is_refused_before_anything_is_written(
                    capsys, match=match)
 
 
+def _search_config(tmp_path: Path, micro_space_path: Path) -> Path:
+    config = tmp_path / "search.json"
+    config.write_text(json.dumps({"space": str(micro_space_path), "strategy": "random", "budget": 2,
+                                  "validation": {"latents": {"source": "gaussian"}, "count": 2, "batch_size": 2}}))
+    return config
+
+
+def test_the_search_evaluator_scores_in_bfloat16_on_the_cpu(micro_teacher, micro_space) -> None:  # noqa: ANN001
+    import numpy as np
+
+    from evaluators.distillation import DistillationEvaluator, ValidationSet
+    from tocsr_nas.supernet import Supernet
+
+    supernet = Supernet(micro_teacher, micro_space)
+    arch = micro_space.sample(np.random.default_rng(1))
+    latents = torch.randn(2, micro_teacher.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+    scores = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        validation = ValidationSet.build(micro_teacher, latents, batch_size=2, device="cpu", dtype=dtype)
+        assert validation.dtype is dtype and validation.target.dtype is torch.float32
+        scores[dtype] = DistillationEvaluator(supernet, validation).evaluate(arch)["mse"]
+    assert scores[torch.bfloat16] != scores[torch.float32]  # the teacher and the student really ran in bfloat16
+    assert scores[torch.bfloat16] == pytest.approx(scores[torch.float32], rel=0.1)
+
+
+@pytest.mark.slow  # ~60 s on the loaded 2-core machine (two searches); the evaluator in bfloat16 is tested above
+def test_search_scores_on_the_cpu_in_bfloat16(micro_space_path: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from tocsr_nas.search.store import read_trials
+
+    config = _search_config(tmp_path, micro_space_path)
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        assert run_cli(["search", "--config", str(config), "--out", str(tmp_path / dtype), "--quiet", "--device", "cpu",
+                        "--dtype", dtype]) == 0
+        frame = read_trials(tmp_path / dtype)
+        assert list(frame.state) == ["complete", "complete"]
+        losses[dtype] = frame.sort_values("arch_id").loss.to_numpy()
+    assert (losses["float32"] != losses["bfloat16"]).any()  # the teacher and the students really ran in bfloat16
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.1)
+
+
+@pytest.mark.parametrize("command", ["distill-blocks", "search"])
+def test_a_dtype_the_device_cannot_run_is_refused_before_anything_is_written(
+        command: str, micro_space_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """This CPU runs all three dtypes, so the device's answer to the probe is what is replaced here (as a GPU without
+    bfloat16 kernels answers); the refusal path is the real one."""
+    from tocsr_nas import device as device_module
+
+    monkeypatch.setattr(device_module, "_unsupported",
+                        lambda device, name: None if name == "float32" else "no float16 kernels")
+    where = (["--space", str(micro_space_path)] if command == "distill-blocks"
+             else ["--config", str(_search_config(tmp_path, micro_space_path))])
+    assert_refused([command, *where, "--out", str(tmp_path / "out"), "--device", "cpu", "--dtype", "float16"], tmp_path,
+                   capsys, match="dtype float16 does not run on cpu: no float16 kernels (allowed: float32)")
+
+
+@pytest.mark.parametrize("override, match", [
+    ("device=tpu", "unknown device 'tpu'"),
+    ("surrogates.max_memory_gb=0.0001", "smaller than the smallest group"),
+    ("surrogates.executor={kind: ray, address: '127.0.0.1:1'}", "Ray address 127.0.0.1:1 does not answer"),
+    ("search.executor={kind: ray, address: '127.0.0.1:1'}", "Ray address 127.0.0.1:1 does not answer"),
+] + ([("device=cuda", "torch sees no CUDA GPU")] if NO_GPU else []))
+def test_run_refuses_bad_scale_input_before_anything_is_written(
+        micro_space_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, match: str) -> None:
+    """An experiment (the memory budget is only known once a step is probed, inside the surrogates stage: the
+    stage folder it was refused in goes again, and so do the run folders the call made)."""
+    experiment = tmp_path / "e.yaml"
+    experiment.write_text(f"name: e\nspace: {micro_space_path}\nstages: [surrogates, search]\n"
+                          "surrogates: {steps: 2, batch_size: 1, held_out_samples: 1, latents: {source: gaussian}}\n"
+                          "search: {strategy: random, budget: 2, validation: {latents: {source: gaussian}, count: 2}}\n")
+    assert_refused(["run", str(experiment), override, "--runs-dir", str(tmp_path / "runs")], tmp_path, capsys,
+                   match=match)
+
+
+@pytest.mark.parametrize("command", ["search", "sample", "upscale", "evaluate-sr"])
+def test_every_network_command_refuses_an_unknown_device_before_anything_is_written(
+        command: str, micro_space_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "data").mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "data" / "x.png")
+    argv = {"search": ["search", "--space", str(micro_space_path), "--out", str(tmp_path / "out")],
+            "sample": ["sample", "-n", "1", "--steps", "1", "-o", str(tmp_path / "out.png")],
+            "upscale": ["upscale", str(tmp_path / "data" / "x.png"), "-o", str(tmp_path / "out.png")],
+            "evaluate-sr": ["evaluate-sr", "--model", "x4-compact", "--data", str(tmp_path / "data"), "--out",
+                            str(tmp_path / "out")]}[command]
+    assert_refused([*argv, "--device", "tpu"], tmp_path, capsys, match="unknown device 'tpu'")
+
+
 # -- a real two-node Ray cluster on this machine (loopback), started and stopped by the tests -------------------
 
 def _free_port(host: str) -> int:
@@ -507,42 +599,47 @@ class SlowEvaluator:
         return self.inner.evaluate(arch, budget)
 
 
-# -- the SD-1.5-size smoke pipeline (experiments/sd15_16ch.yaml with its documented CPU overrides) ---------------
+# -- the SD-1.5-size smoke pipeline (experiments/sd15_16ch_smoke.yaml, run by the scale benchmark's run_smoke) -----
 
-SD_SMOKE = ["name=sd15_16ch_smoke", "device=cpu", "dtype=float32", "latent_size=16", "surrogates.steps=2",
-            "surrogates.batch_size=1", "surrogates.held_out_samples=1", "surrogates.warmup_steps=0",
-            "surrogates.max_memory_gb=12", "search.strategy=random", "search.budget=3", "search.validation.count=2",
-            "search.validation.batch_size=1", "extract.eps=10"]
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _sd_scale():  # noqa: ANN202
+    """benchmarks/sd_scale.py as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sd_scale", REPO / "benchmarks" / "sd_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_failed_benchmark_cell_shows_its_real_error() -> None:
+    error = _sd_scale()._error
+    traceback = "Traceback (most recent call last):\n  File x\ntocsr_nas.errors.ConfigError: max_memory_gb: too small\n"
+    assert error(subprocess.CompletedProcess([], 1, "", traceback)) == "tocsr_nas.errors.ConfigError: max_memory_gb: too small"
+    assert error(subprocess.CompletedProcess([], -9, "", "")) == "killed by SIGKILL (by the kernel's OOM killer, most likely)"
+    assert error(subprocess.CompletedProcess([], 3, "", "")) == "exit status 3, no output"
 
 
 @pytest.mark.slow
 def test_sd15_smoke_pipeline(tmp_path: Path) -> None:
-    """Surrogates, search and extract on sd15-16ch end to end on the CPU under 20 GiB; the compact UNet runs DDIM."""
-    import resource
+    """Surrogates, search and extract on sd15-16ch end to end on the CPU under 20 GiB; the compact UNet runs DDIM.
 
+    The run is benchmarks/sd_scale.py's ``run_smoke`` (the benchmark's smoke figures come from the same code)."""
     from diffusers import DDIMScheduler
 
     from tocsr_nas.compact import CompactUNet
 
-    assert all(item in (REPO / "experiments" / "sd15_16ch.yaml").read_text() for item in SD_SMOKE)  # as documented
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    command = [sys.executable, "-m", "tocsr_nas", "run", str(REPO / "experiments" / "sd15_16ch.yaml"), *SD_SMOKE,
-               "--runs-dir", str(tmp_path)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=4 * 3600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the run's (the first child waited)
-    assert peak <= 20 * 1024 ** 3
+    figures = _sd_scale().run_smoke(tmp_path)
+    assert figures["peak_rss_gib"] <= 20
+    assert set(figures["stages_s"]) == {"surrogates", "search", "extract"}
+    assert "vs the teacher's 859.6M / 402.3 G" in figures["extract_line"]
+    assert figures["compact"]["params_m"] < 859.6 and figures["compact"]["gmacs"] < 402.3
+    print(f"sd15 smoke: peak RSS {figures['peak_rss_gib']:.2f} GiB; "
+          + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in figures["stages_s"].items()))
+    print(figures["extract_line"])
     run_dir = tmp_path / "sd15_16ch_smoke"
-    summary = json.loads((run_dir / "run_summary.json").read_text())
-    assert set(summary) == {"surrogates", "search", "extract"}
-    print(f"sd15 smoke: peak RSS {peak / 1024 ** 3:.2f} GiB; "
-          + ", ".join(f"{stage} {item['seconds']:.0f} s" for stage, item in summary.items()))
-    extracted = subprocess.run([sys.executable, "-m", "tocsr_nas", "extract", str(run_dir / "search"), "--eps", "10",
-                                "--out", str(tmp_path / "compact")], env=env, capture_output=True, text=True, timeout=1800, check=False)
-    assert extracted.returncode == 0, extracted.stderr[-3000:]
-    assert "vs the teacher's 859.6M / 402.3 G" in extracted.stdout
-    print(extracted.stdout.splitlines()[0])
     unet = CompactUNet.from_pretrained(run_dir / "extract" / "compact")
     scheduler = DDIMScheduler(num_train_timesteps=1000)
     scheduler.set_timesteps(3)
@@ -554,3 +651,14 @@ def test_sd15_smoke_pipeline(tmp_path: Path) -> None:
         for t in scheduler.timesteps:
             latents = scheduler.step(unet(latents, t, encoder_hidden_states=context).sample, t, latents).prev_sample
     assert latents.shape == (1, 16, 16, 16) and torch.isfinite(latents).all()
+
+
+def test_latency_target_resolves_its_device_and_dtype_before_they_enter_the_cache_key() -> None:
+    from tocsr_nas.profiling.latency import LatencyTarget
+
+    target = LatencyTarget(device="auto", dtype="torch.float32")
+    assert target.device == str(resolve_device("auto")) and target.dtype == "float32"
+    assert target.key.startswith(f"{resolve_device('auto')}|float32|")
+    assert LatencyTarget(device="auto").key == LatencyTarget(device=str(resolve_device("auto"))).key
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        LatencyTarget(device="tpu")

@@ -191,7 +191,7 @@ class RayExecutor:
                      **loopback)
             self._owns_instance = True
         else:
-            _probe(address)
+            check_address(address)
             _token_auth_if_available()
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
@@ -328,8 +328,11 @@ def _token_auth_if_available() -> None:
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
-def _probe(address: str) -> None:
-    """Refuse a ``host:port`` address that does not accept a TCP connection within a few seconds."""
+def check_address(address: str | None) -> None:
+    """Refuse a ``host:port`` Ray address that does not accept a TCP connection within a few seconds (``None``, a
+    private instance, and ``auto`` pass: nothing to ask). Starts nothing: a cheap check before anything is written."""
+    if address is None:
+        return
     if address == "auto":
         return
     target = address.removeprefix("ray://")
@@ -363,4 +366,4 @@ def make_executor(kind: Literal["local", "ray"] = "local", address: str | None =
 
 
 __all__ = ["EXECUTOR_KINDS", "Executor", "ExecutorConfig", "LocalExecutor", "LocalPool", "Pool", "RayExecutor",
-           "RayPool", "executor_from_config", "make_executor"]
+           "RayPool", "check_address", "executor_from_config", "make_executor"]

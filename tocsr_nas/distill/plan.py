@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import DistillConfig
+    from .trainer import DistillWorker
 
 GIB = 1024 ** 3
 
@@ -108,4 +112,16 @@ def plan_groups(keys_by_unit: dict[str, list[str]], probe: MemoryProbe | None, b
                         for g in groups], budget, device, probe)
 
 
-__all__ = ["GIB", "DistillGroup", "DistillPlan", "MemoryProbe", "forwards_per_group", "plan_groups"]
+def worker_plan(config: DistillConfig, worker: DistillWorker, *, probe: bool = False) -> DistillPlan:
+    """The unit groups ``distill-blocks`` trains ``worker``'s candidates in: probed and packed when
+    ``config.max_memory_gb`` is set (or ``probe`` asks for the memory figures anyway), else one group."""
+    keys_by_unit: dict[str, list[str]] = {}
+    for record in worker.all_records:
+        keys_by_unit.setdefault(record.unit, []).append(record.key)
+    measured = worker.probe() if (config.max_memory_gb is not None or probe) else None
+    held_out = math.ceil(config.held_out_samples / config.batch_size)
+    return plan_groups(keys_by_unit, measured, config.max_memory_gb, forwards=forwards_per_group(config.steps, held_out),
+                       device=str(worker.device))
+
+
+__all__ = ["GIB", "DistillGroup", "DistillPlan", "MemoryProbe", "forwards_per_group", "plan_groups", "worker_plan"]

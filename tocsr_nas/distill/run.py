@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from ..executors import LocalExecutor, RayExecutor, executor_from_config
 from ..teachers import Teacher
 from ..units import UnitInfo, build_unit_graph, unit_infos
 from .config import DistillConfig
-from .plan import DistillPlan, forwards_per_group, plan_groups
+from .plan import DistillPlan, worker_plan
 from .store import CandidateRecord, SurrogateStore, teacher_hash
 from .trainer import DistillWorker, PartitionResult, enumerate_candidates, resolve
 
@@ -110,7 +109,7 @@ def distill_blocks(config: DistillConfig, out: str | Path, *, teacher: Teacher |
         if local or config.max_memory_gb is not None:
             worker = DistillWorker(config, str(out), teacher=teacher, space=space, num_threads=config.num_threads,
                                    stop_after=stop_after, retry_failed=retry_failed, release_teacher=own_teacher)
-        plan = _plan(config, worker, dry_run) if worker is not None else None
+        plan = worker_plan(config, worker, probe=dry_run) if worker is not None else None
         if dry_run:
             return plan
         config_hash = config.fingerprint()
@@ -149,17 +148,6 @@ def _example_inputs(teacher: Teacher, space: SearchSpace) -> dict[str, Any]:
     inputs = teacher.example_inputs(latent_size=space.latent_size or teacher.latent_size)
     where = next(teacher.unet.parameters()).device
     return {k: v.to(where) if hasattr(v, "to") else v for k, v in inputs.items()}
-
-
-def _plan(config: DistillConfig, worker: DistillWorker, dry_run: bool) -> DistillPlan:
-    """The unit groups of the run (probing memory when there is a budget or for a dry run)."""
-    keys_by_unit: dict[str, list[str]] = {}
-    for record in worker.all_records:
-        keys_by_unit.setdefault(record.unit, []).append(record.key)
-    probe = worker.probe() if (config.max_memory_gb is not None or dry_run) else None
-    held_out = math.ceil(config.held_out_samples / config.batch_size)
-    return plan_groups(keys_by_unit, probe, config.max_memory_gb, forwards=forwards_per_group(config.steps, held_out),
-                       device=str(worker.device))
 
 
 def _merge(results: list[PartitionResult], order: list[CandidateRecord], out: Path, executor: Any,

@@ -5,6 +5,8 @@ with the same hash (its config section plus the output hashes of the finished up
 killed run resumes at the first unfinished stage and a stage whose inputs changed reruns with all that follows.
 A stale stage folder the runner made itself (it holds a ``stage.json`` with another hash) is cleared before the
 stage reruns; a folder it did not make is never touched. One process at a time writes a run folder (locks).
+Input that can only be checked inside a stage (a distillation memory budget, known once a step is probed) is
+refused there before the stage writes anything; the stage folder and run folders this call made then go again.
 """
 from __future__ import annotations
 
@@ -114,6 +116,12 @@ def prepare_stage_folder(folder: Path, stage: str, key: dict[str, Any]) -> None:
                           "use another --runs-dir", source=folder)
 
 
+def _forget_refused(folder: Path, fresh: bool) -> None:
+    """A stage this call made that refused its input before writing anything but its manifest leaves no folder."""
+    if fresh and [p.name for p in folder.iterdir()] == [MANIFEST]:
+        shutil.rmtree(folder)
+
+
 def run_experiment(config: ExperimentConfig, run_dir: str | Path,
                    folders: dict[str, Path] | None = None) -> dict[str, Any]:
     """Run (or resume) every stage of ``config`` in ``run_dir``; returns ``{stage: {seconds, skipped, summary}}``.
@@ -125,6 +133,17 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path,
     folders = {stage: Path(folders[stage]) if folders and stage in folders else run_dir / stage for stage in ORDER}
     results: dict[str, Any] = {}
     check_stages(config, folders, run_dir)
+    made = next((p for p in reversed([run_dir, *run_dir.parents]) if not p.exists()), None)
+    try:
+        _run_stages(config, run_dir, folders, results)
+    except ConfigError:  # refused input: the folders this call made and left empty go too
+        if made is not None and made.exists() and not any(p.is_file() for p in made.rglob("*")):
+            shutil.rmtree(made)
+        raise
+    return results
+
+
+def _run_stages(config: ExperimentConfig, run_dir: Path, folders: dict[str, Path], results: dict[str, Any]) -> None:
     with folder_lock(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
         for stage in config.stages:
@@ -135,16 +154,20 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path,
                 logger.info("stage %s: up to date, skipped", stage)
                 results[stage] = {"skipped": True, "seconds": 0.0}
                 continue
+            fresh = not folder.exists()
             with folder_lock(folder):
                 prepare_stage_folder(folder, stage, key)
                 write_manifest(folder, stage, key, config.seed, status="running")
                 start = time.perf_counter()
-                summary = STAGES[stage](StageContext(config=config, run_dir=run_dir, stage=stage, folders=folders))
+                try:
+                    summary = STAGES[stage](StageContext(config=config, run_dir=run_dir, stage=stage, folders=folders))
+                except ConfigError:
+                    _forget_refused(folder, fresh)
+                    raise
                 seconds = time.perf_counter() - start
                 write_manifest(folder, stage, key, config.seed, status="complete", seconds=seconds, summary=summary,
                                output_hash=output_hash(folder))
             results[stage] = {"skipped": False, "seconds": seconds, "summary": summary}
-    return results
 
 
 def check_run_count(runs: list[tuple[str, ExperimentConfig]], yes: bool) -> None:

@@ -8,6 +8,8 @@ import pydantic
 from ..device import resolve_device, resolve_dtype
 from ..distill.config import DistillConfig
 from ..search.config import SearchConfig
+from ..sr.model import read_sr_config
+from ..sr.shipped import resolve_sr_model
 from ..sr.train import SRAdaptRecipe, SROneStepRecipe
 from ..training.expansion_study import ExpansionStudy
 from .stages import ORDER, STAGES
@@ -26,6 +28,16 @@ class EvaluateConfig(pydantic.BaseModel, extra="forbid"):
     max_side: int | None = pydantic.Field(None, gt=0)  # center-crop larger images (quick runs); None: whole images
     diffusion_steps: int = pydantic.Field(10, ge=0)  # 0: no multi-step row
     latency_size: int = pydantic.Field(64, gt=0)  # LR side for the latency measurement
+    # other SR models (folders or shipped names, e.g. x4-compact) evaluated on the same images, one row each,
+    # beside the run's own; they must have the sr stage's scale
+    models: list[str] = []
+
+    @pydantic.field_validator("models")
+    @classmethod
+    def _models_exist(cls, models: list[str]) -> list[str]:
+        for spec in models:
+            read_sr_config(resolve_sr_model(spec, key="evaluate.models"))
+        return models
 
 
 class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
@@ -63,6 +75,16 @@ class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
         for name in ("sr", "onestep", "expansion"):
             if name in self.stages and getattr(self, name) is None:
                 raise ValueError(f"stage '{name}' needs a '{name}:' section (see experiments/{'expansion' if name == 'expansion' else 'quickstart'}.yaml)")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _same_scale(self) -> ExperimentConfig:
+        """The models the evaluate stage compares with upscale by the sr stage's factor."""
+        if "evaluate" in self.stages and self.sr is not None:
+            for spec in self.evaluate.models:
+                scale = read_sr_config(resolve_sr_model(spec)).get("scale")
+                if scale != self.sr.scale:
+                    raise ValueError(f"evaluate.models: {spec!r} is x{scale}, the sr stage's model is x{self.sr.scale}")
         return self
 
     @pydantic.model_validator(mode="after")

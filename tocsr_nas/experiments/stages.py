@@ -53,8 +53,14 @@ REQUIRES = {"extract": ("search",), "sr": ("extract",), "onestep": ("sr",), "eva
 
 def check_stages(config: Any, folders: dict[str, Path], run_dir: Path) -> None:
     """Refuse, before anything is written, a stage whose required upstream stage neither runs before it nor ran,
-    and a search whose strategy, options or budget are bad."""
+    a search whose strategy, options or budget are bad, and a Ray address (surrogates or search) that does not
+    answer."""
+    from ..executors import check_address  # noqa: PLC0415
+
     stages = list(config.stages)
+    for name in ("surrogates", "search"):
+        if name in stages and getattr(config, name) is not None and getattr(config, name).executor.kind == "ray":
+            check_address(getattr(config, name).executor.address)
     if "search" in stages:
         import search_spaces  # noqa: PLC0415
 
@@ -155,7 +161,8 @@ def onestep_stage(ctx: StageContext) -> dict[str, Any]:
 
 @stage("evaluate")
 def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
-    """PSNR/SSIM (Y) of the one-step and multi-step SR models beside bicubic and the VAE ceiling; latency."""
+    """PSNR/SSIM (Y) of the one-step and multi-step SR models beside bicubic, the VAE ceiling and ``models``
+    (other SR models, e.g. the shipped x4-compact, on the same images); latency of the run's own models."""
     from ..data.images import resolve_image_files  # noqa: PLC0415
     from ..sr.evaluate import (  # noqa: PLC0415
         evaluate_files,
@@ -167,6 +174,7 @@ def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
         write_csv,
     )
     from ..sr.model import load_sr_model  # noqa: PLC0415
+    from ..sr.shipped import resolve_sr_model  # noqa: PLC0415
     from ..sr.train import MODEL_DIR  # noqa: PLC0415
 
     config = ctx.config.evaluate
@@ -176,6 +184,9 @@ def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
     if config.diffusion_steps:
         diffusion = load_sr_model(ctx.require("sr") / MODEL_DIR, kind="sr-diffusion")
         methods[f"diffusion-{config.diffusion_steps}"] = model_method(diffusion, steps=config.diffusion_steps)
+    for spec in config.models:  # other models on the same images (the shipped x4-compact by default)
+        other = load_sr_model(resolve_sr_model(spec, key="evaluate.models"))
+        methods[spec] = model_method(other, steps=config.diffusion_steps or 10)
     rows = []
     for data in config.data:
         rows += evaluate_files(methods, resolve_image_files(data), onestep.scale, dataset=Path(data).name,

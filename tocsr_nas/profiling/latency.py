@@ -34,6 +34,7 @@ from search_spaces import SearchSpace
 
 from ..arch import Arch
 from ..atomic import write_json
+from ..device import resolve_device, resolve_dtype
 from ..errors import ConfigError
 from ..ops.registry import build_op
 from ..teachers import Teacher
@@ -43,7 +44,6 @@ from .onnx_runtime import OnnxRuntimeCall, require_onnxruntime
 
 logger = logging.getLogger(__name__)
 CACHE_FORMAT = "tocsr-nas/latency-cache"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 RUNTIMES = ("torch", "onnxruntime")
 
 
@@ -51,8 +51,8 @@ RUNTIMES = ("torch", "onnxruntime")
 class LatencyTarget:
     """Where and how latency is measured."""
 
-    device: str = "cpu"
-    dtype: str = "float32"
+    device: str = "cpu"  # resolved by tocsr_nas.device: auto, cpu, cuda, cuda:N (stored as the concrete device)
+    dtype: str = "float32"  # float32, bfloat16, float16 (one the device runs)
     batch_size: int = 1
     threads: int = 1  # CPU intra-op threads while timing (ignored on a GPU)
     warmup: int = 3
@@ -61,19 +61,17 @@ class LatencyTarget:
     runtime: str = "torch"  # or "onnxruntime" (CPU, float32; needs the extra ``onnx``)
 
     def __post_init__(self) -> None:
+        """Validate, and store the concrete device (``auto`` resolved) and dtype name: they are part of the key."""
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"unknown runtime '{self.runtime}'", key="runtime", allowed=list(RUNTIMES))
+        device = resolve_device(self.device)
+        object.__setattr__(self, "device", str(device))
+        object.__setattr__(self, "dtype", str(resolve_dtype(self.dtype, device)).removeprefix("torch."))
         if self.runtime == "onnxruntime":
             if (self.device, self.dtype) != ("cpu", "float32"):
                 raise ConfigError(f"runtime 'onnxruntime' times on the CPU in float32 only, got {self.device}/"
                                   f"{self.dtype}", key="runtime")
             require_onnxruntime()
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype '{self.dtype}'", key="dtype", allowed=sorted(DTYPES))
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ConfigError(f"unknown device '{self.device}'", key="device", allowed=["cpu", "cuda", "cuda:N"])
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device '{self.device}' asked for, but torch sees no CUDA device", key="device")
         for name in ("batch_size", "threads", "repeats"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"must be >= 1, got {getattr(self, name)}", key=name)
@@ -137,15 +135,15 @@ def measure_many(calls: dict[str, Callable[[], Any]], target: LatencyTarget) -> 
 def _cast(value: Any, target: LatencyTarget) -> Any:
     if isinstance(value, torch.Tensor):
         value = value.to(target.device)
-        return value.to(DTYPES[target.dtype]) if value.is_floating_point() else value
+        return value.to(getattr(torch, target.dtype)) if value.is_floating_point() else value
     return value
 
 
 def _on_target(module: torch.nn.Module, target: LatencyTarget) -> torch.nn.Module:
     """``module`` in eval mode on the target's device and dtype (moved only when it is elsewhere)."""
     param = next(module.parameters(), None)
-    if param is not None and (str(param.device) != target.device or param.dtype != DTYPES[target.dtype]):
-        module = module.to(device=target.device, dtype=DTYPES[target.dtype])
+    if param is not None and (str(param.device) != target.device or param.dtype != getattr(torch, target.dtype)):
+        module = module.to(device=target.device, dtype=getattr(torch, target.dtype))
     return module.eval()
 
 

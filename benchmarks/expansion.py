@@ -53,7 +53,9 @@ def main() -> None:
                 f"{study.vae_loop.batch_size}/{study.unet_loop.batch_size}, crops {study.data.crop_size}/"
                 f"{study.unet_data.crop_size} px of {args.hr_dir.name}); (b) and (c) have twice that since random "
                 f"init. PSNR in dB on whole images (posterior mean, 8-bit); held-out loss: epsilon MSE on "
-                f"{study.held_out_crops} seeded crops of {args.held_out_dir.name} on each model's own latents.\n\n"
+                f"{study.held_out_crops} seeded crops of {args.held_out_dir.name} on each model's own latents; "
+                "linear denoiser: the loss of the best per-channel affine noise predictor on the same latents (how hard "
+                "each latent space is to denoise; low-variance channels are easy).\n\n"
                 + markdown(results))
         write_results("expansion", {"machine": info, "command": command, **results}, text, args.out)
 

@@ -17,8 +17,8 @@ from tocsr_nas.expansion import expand_vae, widen_unet
 from tocsr_nas.experiments import resolve
 from tocsr_nas.teachers import load_teacher
 from tocsr_nas.teachers.weights import save_teacher_weights
-from tocsr_nas.training.expand_recipe import ExpandRecipe, run_expand_recipe
-from tocsr_nas.training.expansion_study import markdown, run_study
+from tocsr_nas.training.expand_recipe import ExpandRecipe, ExpandVaeLoss, ExpandVaeTask, run_expand_recipe
+from tocsr_nas.training.expansion_study import linear_denoiser_loss, markdown, run_study
 from tocsr_nas.vae import build_vae
 
 from .badinput import assert_refused
@@ -53,7 +53,8 @@ def test_widened_unet_reproduces_the_old_one_on_the_old_subspace() -> None:
         expected = old(**inputs).sample
         out = wide(**{**inputs, "sample": torch.cat([inputs["sample"], extra], 1)}).sample
     assert torch.allclose(out[:, :4], expected, atol=1e-6, rtol=0)
-    assert torch.equal(out[:, 4:], torch.zeros_like(out[:, 4:]))
+    assert out[:, 4:].abs().mean() > 0  # the new outputs read the features (no zero-zero saddle on the new path)
+    assert torch.equal(widen_unet(copy.deepcopy(old), 16).conv_out.weight, wide.conv_out.weight)  # seeded
     with pytest.raises(ConfigError, match="already has 16"):
         widen_unet(wide, 16)
 
@@ -66,6 +67,7 @@ def test_expanded_vae_encodes_and_decodes_as_the_old_one(vae4) -> None:
         old, new = vae4.encode(images).latent_dist, vae16.encode(images).latent_dist
         assert torch.allclose(new.mean[:, :4], old.mean, atol=1e-6)
         assert torch.allclose(new.logvar[:, :4], old.logvar, atol=1e-6)
+        assert torch.allclose(new.logvar[:, 4:], old.logvar.repeat(1, 3, 1, 1), atol=1e-6)  # the old noise level
         assert new.mean[:, 4:].abs().mean() > 0  # the extra channels carry (random) image features
         z = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(1))
         assert torch.allclose(vae16.decode(z).sample, vae4.decode(z[:, :4]).sample, atol=1e-6)
@@ -117,6 +119,17 @@ def test_expand_resumes_as_if_uninterrupted_and_writes_a_teacher_folder(tmp_path
     for resumed, uninterrupted in ((expanded.unet, straight.unet), (expanded.vae, straight.vae)):
         for (name, a), b in zip(resumed.state_dict().items(), uninterrupted.state_dict().values()):
             assert torch.equal(a, b), f"{name} differs between the interrupted and the uninterrupted expansion"
+
+
+def test_expand_sd15_recipe_runs_at_a_tiny_size(tmp_path: Path, source4: Path) -> None:
+    """The shipped GPU recipe validates and runs end to end with its loss weights, at one step on a micro teacher."""
+    data = yaml.safe_load((EXPANSION.parent / "recipes" / "expand_sd15.yaml").read_text())
+    tiny = {"steps": 1, "batch_size": 1, "checkpoint_every": 1, "num_threads": 1}
+    data.update(teacher=str(source4), data={**data["data"], "crop_size": 32}, held_out_crops=1,
+                vae_loop={**data["vae_loop"], **tiny}, unet_loop={**data["unet_loop"], **tiny})
+    summary = run_expand_recipe(ExpandRecipe(**data), tmp_path / "out")
+    assert summary["vae"]["steps"] == summary["unet"]["steps"] == 1
+    assert load_teacher(tmp_path / "out").latent_channels == 16
 
 
 def test_expand_refuses_bad_teachers(tmp_path: Path, source4: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -179,3 +192,27 @@ def test_expansion_study_runs_resumes_and_compares_at_equal_steps(tmp_path: Path
     again = run_study(config.expansion, tmp_path / "study")
     assert again["wall_s"] == results["wall_s"] and again["models"] == models  # nothing retrained, same figures
     assert "| (b) expanded 16-channel | 16 | 4 | 4 |" in markdown(results)
+
+
+def test_linear_denoiser_loss_is_the_gaussian_optimum() -> None:
+    """Unit-variance Gaussian latents: the best affine noise predictor's MSE is alpha_bar(t); constant latents: 0."""
+    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    latents = torch.randn(256, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    generator = torch.Generator().manual_seed(0)  # the function's noise, then its timesteps
+    torch.randn(latents.shape, generator=generator)
+    timesteps = torch.randint(0, 1000, (256,), generator=generator)
+    expected = float(scheduler.alphas_cumprod[timesteps].mean())
+    assert linear_denoiser_loss(latents, scheduler) == pytest.approx(expected, abs=0.02)
+    assert linear_denoiser_loss(torch.zeros_like(latents), scheduler) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_expand_vae_distills_only_the_old_subspace(vae4) -> None:
+    """At init the old-subspace decode is the old VAE's (distill/features/latent terms 0); the full decode answers
+    only to the image, so the extra channels are free to add detail."""
+    vae16 = expand_vae(vae4, 16)
+    task = ExpandVaeTask(vae16, vae4, ExpandVaeLoss())
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _, metrics = task.loss(vae16, images, torch.Generator().manual_seed(0))
+    assert metrics["distill"] == pytest.approx(0.0, abs=1e-10) and metrics["features"] == pytest.approx(0.0, abs=1e-10)
+    assert metrics["latent"] == pytest.approx(0.0, abs=1e-10) and metrics["l2"] > 0

@@ -1,9 +1,13 @@
 """Recipe ``expand``: a 4-channel teacher (UNet + VAE) becomes a wider-latent (16-channel) teacher.
 
-1. VAE: :func:`~tocsr_nas.expansion.expand_vae` (equal to the old VAE at init), trained by distillation from the
-   old VAE (its reconstructions, its latent on the new latent's first channels, its decoder's mid-block features)
-   plus L1/L2 reconstruction losses on real crops and a small KL term. The old latent scaling factor is kept, so
-   the new latent's first channels stay the old (scaled) latent.
+1. VAE: :func:`~tocsr_nas.expansion.expand_vae` (equal to the old VAE at init), trained by L1/L2 reconstruction
+   losses on real crops and a small KL term, plus distillation from the old VAE on the old subspace: the new
+   latent's first channels are pulled to the old latent, and decoding them alone (extra channels zero) is pulled to
+   the old VAE's reconstruction and decoder mid-block features. The full latent's decode answers only to the real
+   image: distilling it too would cap the 16-channel VAE at the 4-channel one's quality, while the subspace terms
+   keep the old look as what the first channels decode to and let the extra channels add the detail. The old
+   latent scaling factor is kept, so the new latent's first channels stay the old (scaled) latent, which the
+   widened UNet already denoises.
 2. UNet: :func:`~tocsr_nas.expansion.widen_unet` (reproduces the old UNet on the old subspace at init), then
    fine-tuned with the teacher recipe's denoising loss on the new VAE's latents.
 3. Export: ``out/teacher.yaml`` + ``out/weights/`` (a teacher folder: ``--teacher out``), whose manifest names the
@@ -45,9 +49,9 @@ class ExpandVaeLoss(pydantic.BaseModel, extra="forbid"):
     l1: float = pydantic.Field(1.0, ge=0)
     l2: float = pydantic.Field(1.0, ge=0)
     kl: float = pydantic.Field(1e-5, ge=0)
-    distill: float = pydantic.Field(1.0, ge=0)  # L2 to the old VAE's reconstruction
+    distill: float = pydantic.Field(1.0, ge=0)  # L2 of the old-subspace decode to the old VAE's reconstruction
     latent: float = pydantic.Field(1.0, ge=0)  # L2 of the new latent's first channels to the old latent (posterior means)
-    features: float = pydantic.Field(0.1, ge=0)  # L2 of the decoders' mid-block features
+    features: float = pydantic.Field(0.1, ge=0)  # L2 of the old-subspace decode's mid-block features to the old's
 
 
 class ExpandRecipe(pydantic.BaseModel, extra="forbid"):
@@ -99,7 +103,7 @@ def load_source(spec: str, channels: int) -> tuple[Teacher, DDPMScheduler | None
 
 
 class ExpandVaeTask:
-    """Train the expanded VAE against real crops and the frozen old VAE."""
+    """Train the expanded VAE against real crops and, on the old subspace, the frozen old VAE (module docstring)."""
 
     def __init__(self, student: AutoencoderKL, old: AutoencoderKL, weights: ExpandVaeLoss) -> None:
         self.model: nn.Module = student
@@ -116,16 +120,20 @@ class ExpandVaeTask:
             old_recon, old_features = _decode_with_features(self.old, old_mean)
         posterior = model.encode(images).latent_dist
         noise = torch.randn(posterior.mean.shape, generator=generator).to(batch.device)
-        recon, features = _decode_with_features(model, posterior.mean + posterior.std * noise)
-        recon01 = (recon + 1) / 2
+        recon01 = (model.decode(posterior.mean + posterior.std * noise).sample + 1) / 2
         terms = {
             "l1": (recon01 - batch).abs().mean(),
             "l2": (recon01 - batch).square().mean(),
             "kl": posterior.kl().mean() / posterior.mean[0].numel(),
-            "distill": ((recon - old_recon) / 2).square().mean(),
             "latent": (posterior.mean[:, :self.channels] - old_mean).square().mean(),
-            "features": (features - old_features).square().mean(),
         }
+        if self.weights.distill or self.weights.features:
+            first = posterior.mean[:, :self.channels]
+            subspace = torch.cat([first, first.new_zeros(first.shape[0], model.config.latent_channels - self.channels,
+                                                         *first.shape[2:])], 1)
+            sub_recon, sub_features = _decode_with_features(model, subspace)
+            terms["distill"] = ((sub_recon - old_recon) / 2).square().mean()
+            terms["features"] = (sub_features - old_features).square().mean()
         total = sum(getattr(self.weights, name) * value for name, value in terms.items())
         metrics = {"loss": total.item(), **{k: v.item() for k, v in terms.items()}}
         metrics["psnr"] = -10 * torch.log10(terms["l2"].detach().clamp_min(1e-10)).item()
@@ -175,7 +183,8 @@ def run_expand_recipe(recipe: ExpandRecipe, out_dir: str | Path, *, resume: bool
     crops = ImageCropDataset(unet_files, data.crop_size, loop.steps * loop.batch_size, loop.seed, data.flips)
     latents_old = held_out_latents(old_vae, recipe.held_out_source, data.crop_size, recipe.held_out_crops)
     old_loss = denoising_loss(teacher, latents_old, scheduler)  # before widen_unet changes the UNet in place
-    wide = Teacher(name=f"{teacher.name}-{recipe.channels}ch", unet=widen_unet(teacher.unet, recipe.channels),
+    wide = Teacher(name=f"{teacher.name}-{recipe.channels}ch",
+                   unet=widen_unet(teacher.unet, recipe.channels, seed=loop.seed),
                    context=teacher.context, latent_size=teacher.latent_size, vae=vae)
     unet_run = train(DiffusionTask(wide, vae, scheduler), crops, loop, out_dir / "unet", resume=resume,
                      stop_after=stop_after)

@@ -7,8 +7,8 @@ and UNet have trained twice those budgets since random init. (c) trains a ``late
 from random init for twice the budgets: (b) and (c) have the same number of steps. Every teacher checkpoint is kept
 and its EMA weights' held-out loss measured afterwards, giving loss-vs-step curves ((b)'s continues (a)'s, plus the
 widened but untrained UNet at step ``unet_loop.steps``). Each held-out loss is on the model's own VAE latents
-(posterior means times its scaling factor), so latent spaces differ between models; "predict zero" is given beside
-each. Every sub-run has its own folder and resumes from its checkpoints; ``study.json`` is rewritten after each.
+(posterior means times its scaling factor), so latent spaces differ between models; "predict zero" and the best
+per-channel linear denoiser (:func:`linear_denoiser_loss`, how hard each latent space is) are given beside each. Every sub-run has its own folder and resumes from its checkpoints; ``study.json`` is rewritten after each.
 """
 from __future__ import annotations
 
@@ -160,6 +160,7 @@ def run_study(study: ExpansionStudy, out: str | Path,
         row["psnr"] = {Path(f).name: reconstruction_psnr(vae, resolve_image_files(f)) for f in study.eval}
         latents = held_out_latents(vae, study.held_out, study.unet_data.crop_size, study.held_out_crops)
         row["predict_zero"] = held_out_zero_baseline(latents, scheduler)
+        row["linear_denoiser"] = linear_denoiser_loss(latents, scheduler)
         row["latent_std"] = float(latents.std())
         row["curve"] = [point for folder, offset, config in runs
                         for point in _curve(folder, offset, config, latents, scheduler)]
@@ -182,7 +183,7 @@ def run_study(study: ExpansionStudy, out: str | Path,
     expanded = load_teacher(out / "b_expanded")
     results["models"]["b"] = {"steps": {"vae": 2 * v, "unet": 2 * u}}
     evaluate("b", expanded.vae, [(out / "b_expanded" / "unet", u, configs[study.large])])
-    widened = _widened_start(out / "a_teacher", configs[study.small], study.large)
+    widened = _widened_start(out / "a_teacher", configs[study.small], study.large, study.unet_loop.seed)
     latents = held_out_latents(expanded.vae, study.held_out, study.unet_data.crop_size, study.held_out_crops)
     results["models"]["b"]["widened_start"] = [u, denoising_loss(widened, latents, scheduler)]
     update("evaluate_b", None)
@@ -192,6 +193,25 @@ def run_study(study: ExpansionStudy, out: str | Path,
     results["models"]["c"] = {"steps": {"vae": 2 * v, "unet": 2 * u}}
     evaluate("c", load_vae(out / "c_vae" / "vae"), [(out / "c_teacher", 0, configs[study.large])])
     return results
+
+
+def linear_denoiser_loss(latents: torch.Tensor, scheduler: Any, seed: int = 0) -> float:
+    """The held-out loss (same seeded noise and timesteps as :func:`denoising_loss`) of the best per-channel affine
+    noise predictor for Gaussian latents with the held-out latents' channel means and variances.
+
+    A model-free reference for how hard a latent space is to denoise: a channel of small variance is nearly all
+    noise once noised, so its noise is easy to predict. Losses on different latent spaces compare fairly only
+    relative to it.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(latents.shape, generator=generator)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=generator)
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    alpha_bar = scheduler.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+    mean = latents.mean(dim=(0, 2, 3), keepdim=True)
+    var = latents.var(dim=(0, 2, 3), keepdim=True)
+    prediction = (1 - alpha_bar).sqrt() * (noisy - alpha_bar.sqrt() * mean) / (alpha_bar * var + 1 - alpha_bar)
+    return float((prediction - noise).square().mean())
 
 
 def _checkpoint_teacher(config: Path, state: dict[str, torch.Tensor]) -> Teacher:
@@ -213,11 +233,11 @@ def _curve(folder: Path, offset: int, config: Path, latents: torch.Tensor, sched
     return points
 
 
-def _widened_start(folder: Path, config: Path, channels: int) -> Teacher:
+def _widened_start(folder: Path, config: Path, channels: int, seed: int) -> Teacher:
     """(a)'s final EMA UNet widened to ``channels`` (the expanded UNet before fine-tuning)."""
     checkpoint = load_checkpoint(list_checkpoints(folder / CHECKPOINT_DIR)[-1])
     teacher = _checkpoint_teacher(config, checkpoint.ema if checkpoint.ema is not None else checkpoint.model)
-    teacher.unet = widen_unet(copy.deepcopy(teacher.unet), channels).eval()
+    teacher.unet = widen_unet(copy.deepcopy(teacher.unet), channels, seed=seed).eval()
     return teacher
 
 
@@ -236,13 +256,14 @@ def markdown(results: dict[str, Any]) -> str:
     wall = results["wall_s"]
     walls = {"a": ("a_vae", "a_teacher"), "b": ("a_vae", "a_teacher", "b_expanded"), "c": ("c_vae", "c_teacher")}
     lines = ["| model | latent ch | VAE steps | UNet steps | " + " | ".join(f"{s} RGB | {s} Y" for s in sets)
-             + " | held-out loss | predict zero | train wall (s) |",
-             "|---|---:|---:|---:|" + "---:|" * (2 * len(sets)) + "---:|---:|---:|"]
+             + " | held-out loss | linear denoiser | predict zero | train wall (s) |",
+             "|---|---:|---:|---:|" + "---:|" * (2 * len(sets)) + "---:|---:|---:|---:|"]
     for model, row in models.items():
         cells = " | ".join(f"{row['psnr'][s]['rgb']:.2f} | {row['psnr'][s]['y']:.2f}" for s in sets)
         seconds = sum(wall.get(part, float("nan")) for part in walls[model])
         lines.append(f"| {LABELS[model]} | {row['latent_channels']} | {row['steps']['vae']} | {row['steps']['unet']} "
-                     f"| {cells} | {row['held_out_loss']:.4f} | {row['predict_zero']:.4f} | {seconds:.0f} |")
+                     f"| {cells} | {row['held_out_loss']:.4f} | {row['linear_denoiser']:.4f} | {row['predict_zero']:.4f} "
+                     f"| {seconds:.0f} |")
     curves = {m: dict((int(s), v) for s, v in models[m]["curve"]) for m in ("a", "b", "c") if m in models}
     if "b" in models and "widened_start" in models["b"]:
         step, value = models["b"]["widened_start"]

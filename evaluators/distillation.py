@@ -27,6 +27,7 @@ any other options change the fingerprint:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -44,6 +45,7 @@ from tocsr_nas.teachers import Teacher
 
 from .base import Evaluator, register_evaluator
 from .context import EvaluationContext
+from .prefix_memo import PrefixMemo
 
 PREDICTIONS = ("epsilon", "x0", "v")
 TIMESTEPS = ("uniform", "focused", "[lo, hi]")
@@ -209,6 +211,7 @@ class DistillationEvaluator(Evaluator):
         if self.options.describe() and validation.alphas_cumprod is None:
             raise ConfigError("options need a validation set built by ValidationSet.build", key="evaluators")
         self._baseline: dict[int | None, float] = {}
+        self.memo: PrefixMemo | None = PrefixMemo(self.supernet.unet, list(self.supernet.blocks))  # None: no reuse
         if self.options.baseline == "identity":
             self.identity = identity_arch(supernet.space)
 
@@ -237,10 +240,12 @@ class DistillationEvaluator(Evaluator):
         """``(weighted mse / weighted variance of the teacher's outputs, weighted mse)`` of ``arch``."""
         data = self.validation
         self.supernet.activate(arch)
+        labels = {path: block.labels[block.active] for path, block in self.supernet.blocks.items()}
         squared_error, target_sq, target_sum, count = 0.0, 0.0, 0.0, 0.0
         for b in range(batches):
             part = slice(b * data.batch_size, (b + 1) * data.batch_size)
-            with autocast(data.device, data.dtype):
+            reuse = self.memo.active(labels, b) if self.memo is not None else contextlib.nullcontext()
+            with reuse, autocast(data.device, data.dtype):
                 output = self.supernet(data.noisy[part], data.timesteps[part],
                                        encoder_hidden_states=data.context[part]).sample
             output, target = self._space(output.double(), part), self._space(data.target[part].double(), part)

@@ -5,7 +5,9 @@ context) is built once, and the teacher's outputs on it are computed once. An ar
 the supernet (whose candidates carry the distilled surrogate weights) and comparing its outputs with the cached
 teacher outputs: ``mse`` and ``loss`` = weighted mse / weighted variance of the teacher outputs (the *relative*
 error; 0 = the teacher, 1 = as bad as predicting the mean). ``budget`` = how many validation batches to use
-(default all).
+(default all). Outputs of top-level UNet blocks that the previous arch computed with the same upstream choices are
+reused (:mod:`evaluators.prefix_memo`; the scores are bit for bit those of a full forward, and the supernet's weights
+are taken as fixed for the evaluator's life, as the cached baseline already assumes).
 
 Options (``evaluators: [{name: distillation, options: {...}}]``). The default is the original evaluator's
 epsilon-space error at uniform timesteps, normalised by the all-identity arch's (``baseline: identity``), so that

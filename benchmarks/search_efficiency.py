@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import fcntl
 import itertools
 import json
 import os
@@ -356,6 +357,14 @@ def main() -> None:
            "budget": args.budget, "eps_grid": EPS_GRID, "machine": machine(),
            "evaluator": {"name": args.evaluator, "options": args.evaluator_options, "validation": args.validation,
                          "validation_batch": args.validation_batch, "latent_size": args.latent_size}}
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    with open(Path(args.work) / "results.lock", "w") as lock:  # parallel --merge runs: one read-modify-write at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        write_merged(results, run, args)
+
+
+def write_merged(results: dict[str, Any], run: dict[str, Any], args: argparse.Namespace) -> None:
+    """Write this run's rows (added to the existing file's with ``--merge``) as the results json and md."""
     path = Path(args.out) / "search_efficiency.json"
     data: dict[str, Any] = {"runs": [], "spaces": {}}
     if args.merge and path.is_file() and "spaces" in json.loads(path.read_text()):  # not a file of the old layout

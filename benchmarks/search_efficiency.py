@@ -243,7 +243,7 @@ def space_markdown(space: str, result: dict[str, Any]) -> list[str]:
              f"{result['archs']} archs, every one evaluated once -> true front of (loss, GMACs): "
              f"{result['true_front_size']} points. Evaluator throughput while building it: "
              f"{f'{rate:.2f} archs/s wall, {cpu_rate:.2f} archs per CPU second' if rate and cpu_rate else 'n/a'} "
-             f"(one thread per process, {result.get('shards', 1)} process(es), {result.get('timed_archs')} archs timed; "
+             f"(one thread per process, over the {result.get('timed_archs')} archs timed by the building processes; "
              f"load average {result.get('load_average_before')} -> {result.get('load_average_after')}). "
              f"HV reference: loss {result['reference'][0]:.3f}, {result['reference'][1]:.3f} GMACs (1.1x the worst). "
              f"Cache key `{result['cache_key']}`.", ""]

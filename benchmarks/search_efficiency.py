@@ -295,7 +295,6 @@ def acceptance(row: dict[str, Any], random: dict[str, Any]) -> str:
     every = (f">= random at {int((diff >= 0).sum())}/{k} budgets (min difference {diff.min():+.3f} at "
              f"{int(diff.argmin()) + 1}): " + ("met" if (diff >= 0).all() else "not met"))
     return f"`{name}` ({row['seeds']} seeds): {speed}; {quality}; {every}."
-    return lines + [""]
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import itertools
 import pstats
 import tempfile
 import time
@@ -41,7 +42,7 @@ def main() -> None:
         evaluator = next(e for e in build_evaluators(config, context) if not e.cheap)
         if args.no_memo:
             evaluator.memo = None
-        archs = list(itertools_first(space, args.archs + 1))
+        archs = list(itertools.islice(space.enumerate(), args.archs + 1))
         evaluator.evaluate(archs[0])  # the identity baseline, outside the profile
         profile, tick, cpu_tick = cProfile.Profile(), time.perf_counter(), time.process_time()
         profile.enable()
@@ -53,16 +54,6 @@ def main() -> None:
           f"(memo {'off' if args.no_memo else 'on'})")
     pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
     pstats.Stats(profile).sort_stats("tottime").print_stats(15)
-
-
-def itertools_first(space: search_spaces.SearchSpace, count: int) -> list:
-    """The first ``count`` archs in index order."""
-    archs = []
-    for arch in space.enumerate():
-        archs.append(arch)
-        if len(archs) == count:
-            break
-    return archs
 
 
 if __name__ == "__main__":

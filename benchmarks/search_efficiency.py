@@ -28,6 +28,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import fcntl
+import itertools
 import json
 import os
 import sys
@@ -116,15 +118,16 @@ def exhaustive(space_name: str, args: argparse.Namespace) -> tuple[pd.DataFrame,
     rows = pd.read_csv(partial).to_dict("records") if partial.is_file() else []
     others = [pd.read_csv(p) for p in partials if p != partial]
     done = {r["arch_id"] for r in rows} | {a for frame in others for a in frame.arch_id}
-    seconds, evaluated, load_before = 0.0, 0, load_average()
+    seconds, cpu_seconds, evaluated, load_before = 0.0, 0.0, 0, load_average()
     torch.set_num_threads(1)
     for index, arch in enumerate(space.enumerate()):
         if arch.arch_id in done or index % shards != shard:
             continue
         cost = table.cost(arch)
-        tick = time.perf_counter()
+        tick, cpu_tick = time.perf_counter(), time.process_time()
         metrics = evaluator.evaluate(arch)
         seconds += time.perf_counter() - tick
+        cpu_seconds += time.process_time() - cpu_tick
         evaluated += 1
         rows.append({"arch_id": arch.arch_id, "arch": str(arch), "gmacs": cost.gmacs, "params_m": cost.params / 1e6,
                      "loss": metrics[config.objectives[0]]})
@@ -133,8 +136,9 @@ def exhaustive(space_name: str, args: argparse.Namespace) -> tuple[pd.DataFrame,
             print(f"{space_name}: {len(rows)}/{space.size} archs evaluated", flush=True)
     write_text(partial, pd.DataFrame(rows).to_csv(index=False))
     clock = partial.with_suffix(".json")  # evaluation seconds of this shard's archs, over its runs
-    spent = json.loads(clock.read_text()) if clock.is_file() else {"evaluated": 0, "seconds": 0.0}
-    write_json(clock, {"evaluated": spent["evaluated"] + evaluated, "seconds": spent["seconds"] + seconds})
+    spent = json.loads(clock.read_text()) if clock.is_file() else {"evaluated": 0, "seconds": 0.0, "cpu_seconds": 0.0}
+    write_json(clock, {"evaluated": spent["evaluated"] + evaluated, "seconds": spent["seconds"] + seconds,
+                       "cpu_seconds": spent["cpu_seconds"] + cpu_seconds})
     if shards > 1:  # the table is assembled by a run without --shard once every shard is done
         print(f"{space_name}: shard {shard}/{shards} done ({evaluated / seconds if seconds else 0:.3f} archs/s)")
         return pd.DataFrame(rows), {}
@@ -143,14 +147,41 @@ def exhaustive(space_name: str, args: argparse.Namespace) -> tuple[pd.DataFrame,
         raise SystemExit(f"{space_name}: {len(frame)} of {space.size} archs in the partial files")
     clocks = [json.loads(c.read_text()) for c in work.glob(f"exhaustive-{key}.partial*.json")]
     timed, seconds = sum(c["evaluated"] for c in clocks), sum(c["seconds"] for c in clocks)
-    timing = {"archs": len(frame), "timed_archs": timed, "evaluate_seconds": seconds,
-              "archs_per_second": timed / seconds if seconds else None, "threads": 1, "shards": shards,
+    cpu_seconds = sum(c["cpu_seconds"] for c in clocks)
+    timing = {"archs": len(frame), "timed_archs": timed, "evaluate_seconds": seconds, "evaluate_cpu_seconds": cpu_seconds,
+              "archs_per_second": timed / seconds if seconds else None,
+              "archs_per_cpu_second": timed / cpu_seconds if cpu_seconds else None, "threads": 1, "shards": shards,
               "load_average_before": load_before, "load_average_after": load_average()}
     write_text(table_path, frame.to_csv(index=False))
     write_json(info_path, timing)
     for path in [*work.glob(f"exhaustive-{key}.partial*.csv"), *work.glob(f"exhaustive-{key}.partial*.json")]:
         path.unlink()
     return frame, {**info, **timing}
+
+
+def reuse_check(space_name: str, args: argparse.Namespace, count: int) -> dict[str, Any]:
+    """The evaluator with and without its prefix memo, side by side in this process: the same ``count`` archs in index
+    order plus ``count`` random ones, scored alternately off/on/off/on; scores must agree bit for bit."""
+    work = Path(args.work) / space_name
+    space = search_spaces.load(space_name)
+    config = search_config(space_name, work / "surrogates", args)
+    context = evaluation_context(config, work, space, load_teacher(space.teacher), surrogates_hash(work / "surrogates"))
+    evaluator = next(e for e in build_evaluators(config, context) if not e.cheap)
+    ordered = list(itertools.islice(space.enumerate(), count))
+    rng = np.random.default_rng(0)
+    archs = ordered + [space.decode(np.unravel_index(int(i), space.cardinalities))
+                       for i in rng.choice(space.size, count, replace=False)]
+    memo, scores, rates = evaluator.memo, {}, {"off": [], "on": []}
+    torch.set_num_threads(1)
+    evaluator.evaluate(archs[0])  # the identity baseline, outside the timing
+    for mode in ("off", "on", "off", "on"):
+        evaluator.memo = memo if mode == "on" else None
+        tick, cpu_tick = time.perf_counter(), time.process_time()
+        scores[mode] = [evaluator.evaluate(a) for a in archs]
+        rates[mode].append((len(archs) / (time.perf_counter() - tick), len(archs) / (time.process_time() - cpu_tick)))
+    return {"archs": len(archs), "identical": scores["off"] == scores["on"], "load_average": load_average(),
+            **{f"{mode}_archs_per_second": float(np.mean([r[0] for r in rates[mode]])) for mode in rates},
+            **{f"{mode}_archs_per_cpu_second": float(np.mean([r[1] for r in rates[mode]])) for mode in rates}}
 
 
 def run_strategy(spec: str, seed: int, space_name: str, args: argparse.Namespace, lookup: pd.DataFrame) -> np.ndarray:
@@ -207,14 +238,25 @@ def fmt_evals(value: float, budget: int) -> str:
 def space_markdown(space: str, result: dict[str, Any]) -> list[str]:
     budget = max(r["budget"] for r in result["strategies"])
     ks = [k for k in CHECKPOINTS if k <= budget]
-    rate = result.get("archs_per_second")
+    rate, cpu_rate = result.get("archs_per_second"), result.get("archs_per_cpu_second")
     lines = [f"## `{space}`", "",
              f"{result['archs']} archs, every one evaluated once -> true front of (loss, GMACs): "
-             f"{result['true_front_size']} points. Evaluator throughput: "
-             f"{f'{rate:.2f} archs/s' if rate else 'n/a (table read from the cache)'} "
-             f"(one thread, load average {result.get('load_average_before')} -> {result.get('load_average_after')}). "
+             f"{result['true_front_size']} points. Evaluator throughput while building it: "
+             f"{f'{rate:.2f} archs/s wall, {cpu_rate:.2f} archs per CPU second' if rate and cpu_rate else 'n/a'} "
+             f"(one thread per process, over the {result.get('timed_archs')} archs timed by the building processes; "
+             f"load average {result.get('load_average_before')} -> {result.get('load_average_after')}). "
              f"HV reference: loss {result['reference'][0]:.3f}, {result['reference'][1]:.3f} GMACs (1.1x the worst). "
-             f"Cache key `{result['cache_key']}`.", "",
+             f"Cache key `{result['cache_key']}`.", ""]
+    check = result.get("reuse_check")
+    if check:
+        lines += [f"Prefix memo, side by side in one process on {check['archs']} archs (half in index order, half "
+                  f"random; off/on/off/on): without {check['off_archs_per_second']:.2f} archs/s wall "
+                  f"({check['off_archs_per_cpu_second']:.2f} per CPU s), with {check['on_archs_per_second']:.2f} archs/s "
+                  f"wall ({check['on_archs_per_cpu_second']:.2f} per CPU s), "
+                  f"{check['on_archs_per_cpu_second'] / check['off_archs_per_cpu_second']:.1f}x in CPU time; scores "
+                  f"{'identical bit for bit' if check['identical'] else 'DIFFERENT'} (load average "
+                  f"{check['load_average']}).", ""]
+    lines += [
              "| strategy | seeds | budget | " + " | ".join(f"HV @{k} (mean [95% CI])" for k in ks) +
              " | reach 95% | evals to 95%: median [IQR] | s per run |",
              "|---|---:|---:|" + "---:|" * len(ks) + "---:|---:|---:|"]
@@ -226,14 +268,33 @@ def space_markdown(space: str, result: dict[str, Any]) -> list[str]:
         lines.append(f"| {row['strategy']} | {row['seeds']} | {own} | " + " | ".join(cells) +
                      f" | {row['runs_reaching_95']}/{row['seeds']} | {fmt_evals(row['evals_to_95_median'], own)} "
                      f"[{fmt_evals(iqr[0], own)}, {fmt_evals(iqr[1], own)}] | {row['seconds_per_run']:.1f} |")
-    curves = {r["strategy"]: np.array(r["curve_mean"]) for r in result["strategies"]}
-    if "random" in curves:
-        for name in [n for n in curves if n.startswith("bo")]:
-            k = min(len(curves[name]), len(curves["random"]))
-            diff = curves[name][:k] - curves["random"][:k]
-            lines.append(f"\n`{name}` - `random` mean HV ratio over budgets 1..{k}: min {diff.min():+.3f} "
-                         f"(at {int(diff.argmin()) + 1}), >= 0 at {int((diff >= 0).sum())}/{k} budgets.")
+    rows = {r["strategy"]: r for r in result["strategies"]}
+    if "random" in rows:
+        lines += ["", "Acceptance (issue 14): median evaluations to 95% <= half of random's, mean HV ratio at 50 >= 0.97, "
+                  "mean HV ratio >= random's at every budget:", ""]
+        lines += [f"- {acceptance(rows[name], rows['random'])}" for name in rows if name.startswith("bo")]
     return lines + [""]
+
+
+def acceptance(row: dict[str, Any], random: dict[str, Any]) -> str:
+    """The issue's three BO criteria for one row against random's, stated with the numbers (met or by how much not)."""
+    name, median, random_median = row["strategy"], row["evals_to_95_median"], random["evals_to_95_median"]
+    if np.isfinite(random_median):
+        half, half_text = random_median / 2, f"{random_median / 2:g}"
+    else:  # random never got there within its budget: half of its median is more than half its budget
+        half, half_text = random["budget"] / 2, f">{random['budget'] / 2:g}"
+    speed = (f"median {fmt_evals(median, row['budget'])} vs half of random's {fmt_evals(random_median, random['budget'])}"
+             f" = {half_text}: " + ("met" if median <= half else
+                                    "not met" + (f" (by {median - half:g} evaluations)" if np.isfinite(median) else "")))
+    hv50 = row.get("hv@50_mean")
+    quality = ("HV@50 n/a" if hv50 is None else
+               f"HV@50 {hv50:.3f}: " + ("met" if hv50 >= 0.97 else f"not met (by {0.97 - hv50:.3f})"))
+    ours, theirs = np.array(row["curve_mean"]), np.array(random["curve_mean"])
+    k = min(len(ours), len(theirs))
+    diff = ours[:k] - theirs[:k]
+    every = (f">= random at {int((diff >= 0).sum())}/{k} budgets (min difference {diff.min():+.3f} at "
+             f"{int(diff.argmin()) + 1}): " + ("met" if (diff >= 0).all() else "not met"))
+    return f"`{name}` ({row['seeds']} seeds): {speed}; {quality}; {every}."
 
 
 def main() -> None:
@@ -254,6 +315,8 @@ def main() -> None:
     parser.add_argument("--shard", type=lambda v: tuple(int(x) for x in v.split("/")), default=(0, 1),
                         help="K/N: evaluate only every N-th arch from the K-th (parallel processes; with "
                              "--exhaustive-only; a later run without it assembles the table)")
+    parser.add_argument("--reuse-check", type=int, default=20, metavar="N",
+                        help="time the evaluator with and without its prefix memo on 2N archs (0: skip)")
     parser.add_argument("--merge", action="store_true", help="add these rows to the existing results file")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
@@ -272,6 +335,8 @@ def main() -> None:
         reference = (float(points[:, 0].max()) * 1.1, float(points[:, 1].max()) * 1.1)
         front = points[pareto_mask(points)]
         true_hv = hypervolume(front, reference)
+        if args.reuse_check:
+            info["reuse_check"] = reuse_check(space_name, args, args.reuse_check)
         rows = []
         for spec in specs:
             curves, seconds = [], []
@@ -291,6 +356,14 @@ def main() -> None:
            "budget": args.budget, "eps_grid": EPS_GRID, "machine": machine(),
            "evaluator": {"name": args.evaluator, "options": args.evaluator_options, "validation": args.validation,
                          "validation_batch": args.validation_batch, "latent_size": args.latent_size}}
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    with open(Path(args.work) / "results.lock", "w") as lock:  # parallel --merge runs: one read-modify-write at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        write_merged(results, run, args)
+
+
+def write_merged(results: dict[str, Any], run: dict[str, Any], args: argparse.Namespace) -> None:
+    """Write this run's rows (added to the existing file's with ``--merge``) as the results json and md."""
     path = Path(args.out) / "search_efficiency.json"
     data: dict[str, Any] = {"runs": [], "spaces": {}}
     if args.merge and path.is_file() and "spaces" in json.loads(path.read_text()):  # not a file of the old layout
@@ -302,7 +375,7 @@ def main() -> None:
             if old["cache_key"] != result["cache_key"]:
                 raise SystemExit(f"--merge: {space_name} was measured on another table; rerun without --merge")
             names = {r["strategy"] for r in result["strategies"]}
-            result = {**old, "strategies": [r for r in old["strategies"] if r["strategy"] not in names]
+            result = {**old, **result, "strategies": [r for r in old["strategies"] if r["strategy"] not in names]
                       + result["strategies"]}
         data["spaces"][space_name] = result
     lines = ["How it was made (each command appends its rows; the tables are the union):", ""]

@@ -5,7 +5,9 @@ context) is built once, and the teacher's outputs on it are computed once. An ar
 the supernet (whose candidates carry the distilled surrogate weights) and comparing its outputs with the cached
 teacher outputs: ``mse`` and ``loss`` = weighted mse / weighted variance of the teacher outputs (the *relative*
 error; 0 = the teacher, 1 = as bad as predicting the mean). ``budget`` = how many validation batches to use
-(default all).
+(default all). Outputs of top-level UNet blocks that the previous arch computed with the same upstream choices are
+reused (:mod:`evaluators.prefix_memo`; the scores are bit for bit those of a full forward, and the supernet's weights
+are taken as fixed for the evaluator's life, as the cached baseline already assumes).
 
 Options (``evaluators: [{name: distillation, options: {...}}]``). The default is the original evaluator's
 epsilon-space error at uniform timesteps, normalised by the all-identity arch's (``baseline: identity``), so that
@@ -27,6 +29,7 @@ any other options change the fingerprint:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -44,6 +47,7 @@ from tocsr_nas.teachers import Teacher
 
 from .base import Evaluator, register_evaluator
 from .context import EvaluationContext
+from .prefix_memo import PrefixMemo
 
 PREDICTIONS = ("epsilon", "x0", "v")
 TIMESTEPS = ("uniform", "focused", "[lo, hi]")
@@ -209,6 +213,7 @@ class DistillationEvaluator(Evaluator):
         if self.options.describe() and validation.alphas_cumprod is None:
             raise ConfigError("options need a validation set built by ValidationSet.build", key="evaluators")
         self._baseline: dict[int | None, float] = {}
+        self.memo: PrefixMemo | None = PrefixMemo(self.supernet.unet, list(self.supernet.blocks))  # None: no reuse
         if self.options.baseline == "identity":
             self.identity = identity_arch(supernet.space)
 
@@ -237,10 +242,12 @@ class DistillationEvaluator(Evaluator):
         """``(weighted mse / weighted variance of the teacher's outputs, weighted mse)`` of ``arch``."""
         data = self.validation
         self.supernet.activate(arch)
+        labels = {path: block.labels[block.active] for path, block in self.supernet.blocks.items()}
         squared_error, target_sq, target_sum, count = 0.0, 0.0, 0.0, 0.0
         for b in range(batches):
             part = slice(b * data.batch_size, (b + 1) * data.batch_size)
-            with autocast(data.device, data.dtype):
+            reuse = self.memo.active(labels, b) if self.memo is not None else contextlib.nullcontext()
+            with reuse, autocast(data.device, data.dtype):
                 output = self.supernet(data.noisy[part], data.timesteps[part],
                                        encoder_hidden_states=data.context[part]).sample
             output, target = self._space(output.double(), part), self._space(data.target[part].double(), part)

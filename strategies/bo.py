@@ -17,6 +17,10 @@ ones), minus archs already asked. A batch is the top-``n`` distinct pool archs, 
 of the cycle (a list of eps values is cycled through across asks, tracing the front). An eps that no longer
 constrains (a trial under it is as cheap as anything left) leaves the cycle; when none is left, the observed front's
 losses take their place. The first ``initial`` archs are uniformly random feasible ones.
+
+Hyperparameters: each fit starts from the previous fit's (warm start), and they are refitted only once the complete
+trials have grown by ``refit_growth`` (a fraction) since the last fit; in between, the GP is conditioned on all
+trials with the last fitted hyperparameters (``refit_growth: 0`` fits at every ask).
 """
 from __future__ import annotations
 
@@ -67,6 +71,7 @@ class BOOptions(pydantic.BaseModel, extra="forbid"):
     pool: int = pydantic.Field(5000, ge=10)  # candidates scored per ask
     log_loss: bool = True  # model log(loss) when every observed loss is positive
     skip_void_eps: bool = True  # drop an eps from the cycle once it no longer constrains (see _active_eps)
+    refit_growth: float = pydantic.Field(0.2, ge=0)  # refit the hyperparameters when the trials grew by this fraction
 
     @pydantic.field_validator("eps")
     @classmethod
@@ -95,6 +100,8 @@ class EpsConstrainedBO(Strategy):
         self.eps_values = [float(e) for e in (eps if isinstance(eps, list) else [eps])]
         self.n_random = 0
         self.n_modelled = 0  # archs picked by the acquisition (the position in the eps cycle)
+        self.hyperparameters: dict[str, list[Any]] | None = None  # the last fit's, by parameter name
+        self.fitted_on = 0  # complete trials at the last fit
 
     @property
     def min_trials(self) -> int:
@@ -169,13 +176,20 @@ class EpsConstrainedBO(Strategy):
         y = torch.tensor(self._transform(np.array([o.loss for o in complete]), complete),
                          dtype=torch.float64).unsqueeze(-1)
         model = self._model(self._features([o.key for o in complete]), y)
-        with torch.random.fork_rng(), single_thread():  # fit_gpytorch_mll's retries use torch's RNG: seed it from ours
-            torch.manual_seed(int(self.rng.integers(2**31)))
-            try:
-                fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model),
-                                 optimizer_kwargs={"options": {"maxiter": FIT_ITERATIONS}})
-            except ModelFittingError as err:  # keep the last hyperparameters: a rough model still ranks the pool
-                logger.warning("strategy 'bo': GP fit failed on %d trials (%s)", len(complete), err)
+        seed = int(self.rng.integers(2**31))  # drawn at every ask, fitted or not: the same stream either way
+        if self.hyperparameters is not None:
+            self._set_hyperparameters(model, self.hyperparameters)
+        if self.hyperparameters is None or len(complete) >= self.fitted_on * (1 + self.options.refit_growth):
+            with torch.random.fork_rng(), single_thread():  # the fit's retries use torch's RNG: seed it from ours
+                torch.manual_seed(seed)
+                try:
+                    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model),
+                                     optimizer_kwargs={"options": {"maxiter": FIT_ITERATIONS}})
+                except ModelFittingError as err:  # keep the start values: a rough model still ranks the pool
+                    logger.warning("strategy 'bo': GP fit failed on %d trials (%s)", len(complete), err)
+            self.hyperparameters = {name: p.detach().tolist() for name, p in model.named_parameters()}
+            self.fitted_on = len(complete)
+        with single_thread():
             model.eval()
             with torch.no_grad():
                 # one point per batch (N, 1, d): marginals only, no N x N posterior covariance
@@ -183,6 +197,13 @@ class EpsConstrainedBO(Strategy):
                 mean = posterior.mean.reshape(-1).numpy()
                 std = posterior.variance.clamp_min(1e-12).sqrt().reshape(-1).numpy()
         return mean, std
+
+    @staticmethod
+    def _set_hyperparameters(model: SingleTaskGP, values: dict[str, list[Any]]) -> None:
+        """Copy fitted hyperparameters (``named_parameters`` of a GP built the same way) into ``model``."""
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                parameter.copy_(torch.tensor(values[name], dtype=parameter.dtype))
 
     def _acquisition(self, eps: float, complete: list[Observation], mean: np.ndarray, std: np.ndarray,
                      costs: np.ndarray) -> np.ndarray:
@@ -225,8 +246,11 @@ class EpsConstrainedBO(Strategy):
 
     # -- state --------------------------------------------------------------------------------------------------
     def _extra_state(self) -> dict[str, Any]:
-        return {"n_random": self.n_random, "n_modelled": self.n_modelled}
+        return {"n_random": self.n_random, "n_modelled": self.n_modelled, "hyperparameters": self.hyperparameters,
+                "fitted_on": self.fitted_on}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         self.n_random = int(state["n_random"])
         self.n_modelled = int(state["n_modelled"])
+        self.hyperparameters = state.get("hyperparameters")  # absent in states saved before warm starts
+        self.fitted_on = int(state.get("fitted_on", 0))

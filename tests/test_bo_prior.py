@@ -114,3 +114,22 @@ def test_decision_errors_sum_units_and_reach_the_strategy(micro_space: search_sp
     assert strategy.problem.candidate_errors == errors and strategy.prior is not None
     later = SearchConfig(space=str(micro_space_path), strategy="bo-prior", eps=[0.2], surrogates=str(tmp_path / "no"))
     assert search_strategy(later, micro_space, lambda arch: 1.0).problem.candidate_errors is None
+
+
+def test_hyperparameters_are_refitted_as_trials_grow_and_survive_a_resume(synthetic: Synthetic, monkeypatch) -> None:
+    """``refit_growth: 0.25`` fits at 8, 10 and 13 trials of 8..15 (warm-started; the last fit's hyperparameters in
+    between); a strategy restored from ``state_dict`` asks the same archs."""
+    import strategies.bo as bo  # noqa: PLC0415
+
+    calls = []
+    real = bo.fit_gpytorch_mll
+    monkeypatch.setattr(bo, "fit_gpytorch_mll", lambda mll, **kw: calls.append(len(mll.model.train_targets))
+                        or real(mll, **kw))
+    problem = synthetic.problem()
+    strategy = make_strategy("bo", problem, seed=0, **OPTIONS, refit_growth=0.25)
+    for _ in range(OPTIONS["initial"] + 8):
+        strategy.tell(evaluate(problem, synthetic.loss, strategy.ask(1), fail_every=10**9))
+    assert calls == [8, 10, 13]
+    restored = make_strategy("bo", problem, seed=0, **OPTIONS, refit_growth=0.25)
+    restored.load_state_dict(strategy.state_dict())
+    assert restored.hyperparameters == strategy.hyperparameters and restored.ask(2) == strategy.ask(2)

@@ -331,9 +331,7 @@ def _token_auth_if_available() -> None:
 def check_address(address: str | None) -> None:
     """Refuse a ``host:port`` Ray address that does not accept a TCP connection within a few seconds (``None``, a
     private instance, and ``auto`` pass: nothing to ask). Starts nothing: a cheap check before anything is written."""
-    if address is None:
-        return
-    if address == "auto":
+    if address is None or address == "auto":
         return
     target = address.removeprefix("ray://")
     host, _, port = target.rpartition(":")

@@ -59,8 +59,9 @@ def check_stages(config: Any, folders: dict[str, Path], run_dir: Path) -> None:
 
     stages = list(config.stages)
     for name in ("surrogates", "search"):
-        if name in stages and getattr(config, name) is not None and getattr(config, name).executor.kind == "ray":
-            check_address(getattr(config, name).executor.address)
+        section = getattr(config, name) if name in stages else None
+        if section is not None and section.executor.kind == "ray":
+            check_address(section.executor.address)
     if "search" in stages:
         import search_spaces  # noqa: PLC0415
 

@@ -189,9 +189,14 @@ def test_expansion_study_runs_resumes_and_compares_at_equal_steps(tmp_path: Path
     assert [s for s, _ in models["a"]["curve"]] == [1, 2] and [s for s, _ in models["b"]["curve"]] == [3, 4]
     assert [s for s, _ in models["c"]["curve"]] == [1, 2, 3, 4] and models["b"]["widened_start"][0] == 2
     assert set(models["c"]["psnr"]["eval"]) == {"rgb", "y"}
+    vae_steps = {m: [s for s, _ in models[m]["vae_curve"]] for m in "abc"}
+    assert vae_steps == {"a": [1, 2], "b": [3, 4], "c": [1, 2, 3, 4]}  # every VAE checkpoint, (b) continuing (a)
+    assert all(set(point) == {"rgb", "y"} for m in "abc" for _, point in models[m]["vae_curve"])
+    assert models["c"]["vae_curve"][-1][1] != models["c"]["vae_curve"][0][1]  # each checkpoint's own weights
     again = run_study(config.expansion, tmp_path / "study")
     assert again["wall_s"] == results["wall_s"] and again["models"] == models  # nothing retrained, same figures
     assert "| (b) expanded 16-channel | 16 | 4 | 4 |" in markdown(results)
+    assert "VAE reconstruction PSNR" in markdown(results)
 
 
 def test_linear_denoiser_loss_is_the_gaussian_optimum() -> None:

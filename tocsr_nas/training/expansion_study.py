@@ -7,9 +7,10 @@ and UNet have trained twice those budgets since random init. (c) trains a ``late
 from random init for twice the budgets: (b) and (c) have the same number of steps. Every teacher checkpoint is kept
 and its EMA weights' held-out loss measured afterwards, giving loss-vs-step curves ((b)'s continues (a)'s, plus the
 widened but untrained UNet at step ``unet_loop.steps``). Every VAE checkpoint is kept too, and its reconstruction
-PSNR on the held-out crops gives PSNR-vs-step curves ((b)'s continues (a)'s). Each held-out loss is on the model's own VAE latents
-(posterior means times its scaling factor), so latent spaces differ between models; "predict zero" and the best
-per-channel linear denoiser (:func:`linear_denoiser_loss`, how hard each latent space is) are given beside each. Every sub-run has its own folder and resumes from its checkpoints; ``study.json`` is rewritten after each.
+PSNR on the same held-out crops gives PSNR-vs-step curves ((b)'s continues (a)'s). Each held-out loss is on the
+model's own VAE latents (posterior means times its scaling factor), so latent spaces differ between models; "predict
+zero" and the best per-channel linear denoiser (:func:`linear_denoiser_loss`, how hard each latent space is) are given
+beside each. Every sub-run has its own folder and resumes from its checkpoints; ``study.json`` is rewritten after each.
 """
 from __future__ import annotations
 
@@ -314,8 +315,9 @@ def markdown(results: dict[str, Any]) -> str:
     vae_steps = sorted({s for curve in vae_curves.values() for s in curve})
     if vae_steps:
         names = list(vae_curves)
-        lines += ["", "VAE reconstruction PSNR (dB, RGB / Y) of the held-out crops by VAE step since random init (every "
-                  "checkpoint; (b) continues (a) from its last step, where the expanded VAE decodes as (a)'s):", "",
+        lines += ["", "VAE reconstruction PSNR (dB, RGB / Y) of the held-out crops by VAE step since random init "
+                  "(every checkpoint; (b) continues (a) from its last step, where the expanded VAE decodes as (a)'s):",
+                  "",
                   "| step | " + " | ".join(LABELS[m] for m in names) + " |", "|---:|" + "---:|" * len(names)]
         for step in vae_steps:
             lines.append(f"| {step} | " + " | ".join(

@@ -2,8 +2,9 @@
 from scratch (c), at equal training steps, compared on whole-image VAE reconstruction PSNR and held-out denoising loss.
 
 (a) trains a ``latent_channels: small`` VAE for ``vae_loop.steps`` steps, then a ``teacher``-shaped UNet on its
-latents for ``unet_loop.steps``. (b) runs the ``expand`` recipe on (a) with the same per-stage budgets, so its VAE
-and UNet have trained twice those budgets since random init. (c) trains a ``latent_channels: large`` VAE and UNet
+latents for ``unet_loop.steps``. (b) runs the ``expand`` recipe on (a) with the same per-stage budgets (its VAE stage,
+which fine-tunes a VAE that starts equal to (a)'s, at peak lr ``expand_lr``), so its VAE and UNet have trained twice
+those budgets since random init. (c) trains a ``latent_channels: large`` VAE and UNet
 from random init for twice the budgets: (b) and (c) have the same number of steps. Every teacher checkpoint is kept
 and its EMA weights' held-out loss measured afterwards, giving loss-vs-step curves ((b)'s continues (a)'s, plus the
 widened but untrained UNet at step ``unet_loop.steps``). Every VAE checkpoint is kept too, and its reconstruction
@@ -73,6 +74,7 @@ class ExpansionStudy(pydantic.BaseModel, extra="forbid"):
     vae_loss: VaeLoss = VaeLoss()
     expand_loss: ExpandVaeLoss = ExpandVaeLoss()
     vae_loop: LoopConfig  # per stage: (a) and the expansion train this many steps, (c) twice as many
+    expand_lr: float | None = pydantic.Field(None, gt=0)  # peak lr of (b)'s VAE fine-tuning (default vae_loop.lr)
     unet_loop: LoopConfig
     scheduler: SchedulerConfig = SchedulerConfig()
 
@@ -185,8 +187,9 @@ def run_study(study: ExpansionStudy, out: str | Path,
     source = yaml.safe_load(configs[study.small].read_text())
     source["weights"] = str((out / "a_teacher" / "weights").resolve())
     write_text(out / "source.yaml", yaml.safe_dump(source, sort_keys=False))
+    expand_loop = study.vae_loop.model_copy(update={"lr": study.expand_lr or study.vae_loop.lr})
     expand = ExpandRecipe(teacher=str(out / "source.yaml"), channels=study.large, data=study.data,
-                          unet_data=study.unet_data, vae_loop=_keep_all(study.vae_loop, v), vae_loss=study.expand_loss,
+                          unet_data=study.unet_data, vae_loop=_keep_all(expand_loop, v), vae_loss=study.expand_loss,
                           unet_loop=_keep_all(study.unet_loop, u), scheduler=study.scheduler,
                           held_out_source=study.held_out, held_out_crops=study.held_out_crops)
     timed("b_expanded", out / "b_expanded" / "teacher.yaml", lambda: run_expand_recipe(expand, out / "b_expanded"))

@@ -184,6 +184,15 @@ def bootstrap_taus(scores: dict[str, np.ndarray], psnr: np.ndarray, reps: int = 
             for name, values in scores.items()}
 
 
+def resolvable_tau(score: np.ndarray, psnr: np.ndarray, margin: float) -> tuple[float, int]:
+    """Kendall's tau-a over the arch pairs whose PSNR differs by more than ``margin`` (the seed noise): (concordant -
+    discordant) / pairs (a tied score counts as neither), and the number of such pairs."""
+    i, j = np.triu_indices(len(psnr), k=1)
+    keep = np.abs(psnr[i] - psnr[j]) > margin
+    signs = np.sign(score[i] - score[j])[keep] * np.sign(psnr[i] - psnr[j])[keep]
+    return (float(signs.mean()) if keep.any() else float("nan")), int(keep.sum())
+
+
 def metric_value(metrics: dict[str, float], metric: str) -> float:
     """A proxy value (lower is better): the metric, or its negation for a ``-name``."""
     return -metrics[metric[1:]] if metric.startswith("-") else metrics[metric]
@@ -226,7 +235,15 @@ def cmd_score(args: argparse.Namespace) -> int:
             cache.setdefault("_seconds_per_arch", {})[name] = (time.perf_counter() - start) / len(missing)
         cache_path.write_text(json.dumps(cache, indent=1))
         log.info("%s %s: %.2f s/arch", evaluator, options, (time.perf_counter() - start) / len(missing))
+    noise = []
+    for r in runs:
+        if r["seed"] != args.seed:
+            ref = next((b for b in base if b["arch_id"] == r["arch_id"]), None)
+            if ref is not None:
+                noise.append({"arch": r["arch"], "psnr_seed_a": ref["psnr_y"], "psnr_seed_b": r["psnr_y"],
+                              "abs_diff": abs(ref["psnr_y"] - r["psnr_y"])})
     psnr = np.array([r["psnr_y"] for r in base])
+    margin = max((n["abs_diff"] for n in noise), default=0.0)
     names = [*(n for _, _, names in proxies for n in names), "GMACs"]
     # every proxy is lower-is-better (GMACs: fewer MACs predicts lower PSNR, so its sign is flipped)
     scores = {name: np.array([r["gmacs"] if name == "GMACs" else -cache[name][r["arch_id"]] for r in base])
@@ -240,20 +257,20 @@ def cmd_score(args: argparse.Namespace) -> int:
         table.append({"proxy": name, "kendall_tau": float(tau), "tau_p": float(tau_p), "spearman_rho": float(rho),
                       "rho_p": float(rho_p), "tau_ci90": [float(low), float(high)],
                       "p_beats_gmacs": float(np.nanmean(boot[name] > boot["GMACs"])),
+                      **dict(zip(("tau_resolvable", "resolvable_pairs"), resolvable_tau(scores[name], psnr, margin))),
                       "s_per_arch": cache.get("_seconds_per_arch", {}).get(name)})
-    noise = []
-    for r in runs:
-        if r["seed"] != args.seed:
-            ref = next((b for b in base if b["arch_id"] == r["arch_id"]), None)
-            if ref is not None:
-                noise.append({"arch": r["arch"], "psnr_seed_a": ref["psnr_y"], "psnr_seed_b": r["psnr_y"],
-                              "abs_diff": abs(ref["psnr_y"] - r["psnr_y"])})
     data = {"command": " ".join(["python", *sys.argv]), "surrogates": str(args.surrogates), "runs": runs,
             "proxies": {k: v for k, v in cache.items()}, "correlations": table, "noise_floor": noise,
             "load_average": os.getloadavg(), "settings": base[0].get("settings")}
     compare = json.loads(args.compare.read_text()) if args.compare else None
     write_results(args.name, data, markdown(data, base, compare), args.out)
     return 0
+
+
+def resolvable_pairs(data: dict[str, Any]) -> str:
+    """The number of arch pairs the resolvable tau is computed on (as text; '-' for results without it)."""
+    counts = {c.get("resolvable_pairs") for c in data["correlations"]}
+    return str(counts.pop()) if len(counts) == 1 and None not in counts else "-"
 
 
 def budget(settings: dict[str, Any]) -> str:
@@ -304,19 +321,27 @@ def markdown(data: dict[str, Any], base: list[dict[str, Any]], compare: dict[str
                      f"{r['ssim_y']:.4f} | {r['train_s']:.0f} |")
     lines += ["", "## Rank correlation with the final PSNR-Y (higher is better)", "",
               "tau 90% CI: 5-95th percentile over 1000 bootstrap resamples of the archs; P(> GMACs): share of "
-              "those resamples in which the proxy's tau exceeds GMACs' tau.", "",
-              "| proxy | Kendall tau | p | tau 90% CI | P(> GMACs) | Spearman rho | p | s/arch |",
-              "|---|---|---|---|---|---|---|---|"]
+              "those resamples in which the proxy's tau exceeds GMACs' tau. tau (resolvable): Kendall's tau-a over "
+              "only the arch pairs whose PSNR-Y differs by more than the largest seed-noise difference below "
+              f"({resolvable_pairs(data)} pairs of {len(base) * (len(base) - 1) // 2}).", "",
+              "| proxy | Kendall tau | p | tau 90% CI | P(> GMACs) | tau (resolvable) | Spearman rho | p | s/arch |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for c in sorted(data["correlations"], key=lambda c: -c["kendall_tau"]):
         sec = f"{c['s_per_arch']:.2f}" if c["s_per_arch"] is not None else "-"
         ci = f"{c['tau_ci90'][0]:.2f} - {c['tau_ci90'][1]:.2f}" if "tau_ci90" in c else "-"
         beats = f"{c['p_beats_gmacs']:.2f}" if "p_beats_gmacs" in c and c["proxy"] != "GMACs" else "-"
         lines.append(f"| {c['proxy']} | {c['kendall_tau']:.3f} | {c['tau_p']:.3g} | {ci} | {beats} | "
+                     f"{c.get('tau_resolvable', float('nan')):.3f} | "
                      f"{c['spearman_rho']:.3f} | {c['rho_p']:.3g} | {sec} |")
     lines += ["", "## Noise floor (same arch, another training seed)", "",
               "| arch | PSNR-Y seed A | PSNR-Y seed B | abs diff (dB) |", "|---|---|---|---|"]
     lines += [f"| `{n['arch']}` | {n['psnr_seed_a']:.3f} | {n['psnr_seed_b']:.3f} | {n['abs_diff']:.3f} |"
               for n in data["noise_floor"]]
+    psnr = [r["psnr_y"] for r in base]
+    others = [r["psnr_y"] for r in base if r["gmacs"] != min(b["gmacs"] for b in base)]
+    lines += ["", f"PSNR-Y spread over the {len(base)} archs: {max(psnr) - min(psnr):.3f} dB ({max(others) - min(others):.3f} "
+              "dB without the smallest arch)" + (f"; seed noise {min(n['abs_diff'] for n in data['noise_floor']):.3f}-"
+              f"{max(n['abs_diff'] for n in data['noise_floor']):.3f} dB." if data["noise_floor"] else ".")]
     verdict = ("reaches" if best["kendall_tau"] >= 0.5 else "does NOT reach")
     lines += ["", f"Best proxy over these {len(base)} archs: **{best['proxy']}** (tau {best['kendall_tau']:.3f}), which "
               f"{verdict} tau >= 0.5.", ""]

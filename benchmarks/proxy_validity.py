@@ -198,6 +198,24 @@ def metric_value(metrics: dict[str, float], metric: str) -> float:
     return -metrics[metric[1:]] if metric.startswith("-") else metrics[metric]
 
 
+def reference_psnr(work: Path, run: dict[str, Any]) -> dict[str, float]:
+    """PSNR-Y of the ``bicubic`` and ``vae-recon`` (the VAE's own ceiling) references on the images and crops
+    ``run`` was scored on (its one-step model gives the VAE and scale)."""
+    import torch
+
+    from tocsr_nas.data.images import list_image_files
+    from tocsr_nas.sr.evaluate import evaluate_files, reference_methods
+    from tocsr_nas.sr.model import load_sr_model
+
+    model = load_sr_model(work / f"{run['arch_id']}_s{run['seed']}" / "sr_onestep" / "model", kind="sr-onestep")
+    rows = []
+    for data in map(Path, run["settings"]["data"]):
+        with torch.no_grad():
+            rows += evaluate_files(reference_methods(model.scale, model.vae), list_image_files(data), model.scale,
+                                   dataset=data.name, max_side=run["settings"].get("max_side"))
+    return {m: float(np.mean([r["psnr_y"] for r in rows if r["method"] == m])) for m in ("bicubic", "vae-recon")}
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     """Compute every proxy on the trained archs (cached in WORK/proxies.json) and correlate with the PSNR."""
     import scipy.stats
@@ -261,7 +279,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                       "s_per_arch": cache.get("_seconds_per_arch", {}).get(name)})
     data = {"command": " ".join(["python", *sys.argv]), "surrogates": str(args.surrogates), "runs": runs,
             "proxies": {k: v for k, v in cache.items()}, "correlations": table, "noise_floor": noise,
-            "load_average": os.getloadavg(), "settings": base[0].get("settings")}
+            "references": reference_psnr(args.work, base[0]), "load_average": os.getloadavg(),
+            "settings": base[0].get("settings")}
     compare = json.loads(args.compare.read_text()) if args.compare else None
     write_results(args.name, data, markdown(data, base, compare), args.out)
     return 0
@@ -340,7 +359,9 @@ def markdown(data: dict[str, Any], base: list[dict[str, Any]], compare: dict[str
     psnr = [r["psnr_y"] for r in base]
     others = [r["psnr_y"] for r in base if r["gmacs"] != min(b["gmacs"] for b in base)]
     lines += ["", f"PSNR-Y spread over the {len(base)} archs: {max(psnr) - min(psnr):.3f} dB ({max(others) - min(others):.3f} "
-              "dB without the smallest arch)" + (f"; seed noise {min(n['abs_diff'] for n in data['noise_floor']):.3f}-"
+              "dB without the smallest arch)" + (f"; on the same images bicubic gives {data['references']['bicubic']:.3f} "
+              f"dB and the VAE's own reconstruction {data['references']['vae-recon']:.3f} dB" if "references" in data
+              else "") + (f"; seed noise {min(n['abs_diff'] for n in data['noise_floor']):.3f}-"
               f"{max(n['abs_diff'] for n in data['noise_floor']):.3f} dB." if data["noise_floor"] else ".")]
     verdict = ("reaches" if best["kendall_tau"] >= 0.5 else "does NOT reach")
     lines += ["", f"Best proxy over these {len(base)} archs: **{best['proxy']}** (tau {best['kendall_tau']:.3f}), which "

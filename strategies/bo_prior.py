@@ -101,8 +101,6 @@ class PriorBO(EpsConstrainedBO):
         bounds[1, :d] = torch.tensor(np.maximum(self.cardinalities - 1, 1), dtype=torch.float64)
         low, high = self.z_bounds
         bounds[0, d], bounds[1, d] = low, max(high, low + 1e-9)
-        kernel = (ScaleKernel(CategoricalKernel(ard_num_dims=d, active_dims=tuple(range(d)),
-                                                lengthscale_constraint=GreaterThan(1e-6)))
-                  + ScaleKernel(RBFKernel(active_dims=(d,))))
+        kernel = self._decision_kernel(d) + ScaleKernel(RBFKernel(active_dims=(d,)))
         return SingleTaskGP(x, y, covar_module=kernel, mean_module=PriorMean(d),
                             input_transform=Normalize(d + 1, bounds=bounds), outcome_transform=Standardize(m=1))

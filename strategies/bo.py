@@ -18,31 +18,20 @@ zero (an arch that keeps every teacher block, or differs only where the loss bar
 outlier tens of standard deviations below the rest, and a loss of exactly 0 switches the model to the raw loss
 mid-run.
 
-Acquisition (cost is exact, only the loss is modelled). The constrained improvement in cost at one ``eps``::
+Acquisition (cost is exact, only the loss is modelled), for one ``eps``::
 
-    a(x; eps) = max(0, c_best(eps) - c(x)) * P(loss(x) <= eps)   c_best: cheapest complete, feasible trial under eps
+    a(x) = max(0, c_best - c(x)) * P(loss(x) <= eps)      c_best: cheapest complete, feasible trial with loss <= eps
+    a(x) = P(loss(x) <= eps)                               when no such trial exists yet (or no a(x) > 0)
 
-``P`` is the GP posterior probability of the latent (log-)loss being below the (log-)threshold. ``acquisition``:
-
-- ``eps-cycle`` (default): ``a(x; eps)`` at one eps per pick, cycling through the list of eps values across asks;
-  ``a(x) = P(loss(x) <= eps)`` when no trial meets eps yet (or no ``a(x) > 0``). An eps that no longer constrains (a
-  trial under it is as cheap as anything left) leaves the cycle; when none is left, the observed front's losses take
-  their place.
-- ``hypervolume``: ``a(x; eps)`` integrated over every eps from 0 to the reference loss ``r_l``, with
-  ``c_best(eps) = r_c`` where no trial is under eps yet. That integral is exactly the expected hypervolume
-  improvement of x over the observed front of (loss, cost) (the cost is exact, so only the loss is uncertain),
-  computed in closed form segment by segment of the front's staircase (:func:`expected_hv_improvement`). Every ask
-  thus targets the eps where the front has its largest expected gain, instead of a fixed list of eps: the front is
-  traced between the eps values too, and an eps already met at the best cost stops drawing evaluations. Reference:
-  ``r_l = 1.1 *`` the largest observed loss, ``r_c = 1.1 *`` the largest cost among the trials and the pool.
-  In a batch, each pick joins the front at its posterior mean before the next is scored (kriging believer).
-  Measured on the enumerable benchmark spaces it was not better than the cycle (it spends asks on one region where
-  the model is confidently wrong; see ``benchmarks/results/search_efficiency.md``).
+``P`` is the GP posterior probability of the latent (log-)loss being below the (log-)threshold. A batch is the
+top-``n`` distinct pool archs, slot ``j`` scored with the next eps of the cycle (a list of eps values is cycled
+through across asks, tracing the front). An eps that no longer constrains (a trial under it is as cheap as anything
+left) leaves the cycle; when none is left, the observed front's losses take their place.
 
 The acquisition is maximised over a candidate pool: the whole unseen feasible space when it has at most ``pool``
 archs, otherwise ``pool / 2`` random feasible archs plus mutations (1-2 changes) of incumbents (the cheapest archs
-under each eps, the lowest-loss ones and, with ``hypervolume``, the observed front), minus archs already asked. The
-first ``initial`` archs are uniformly random feasible ones.
+under each eps and the lowest-loss ones), minus archs already asked. The first ``initial`` archs are uniformly
+random feasible ones.
 
 Hyperparameters: each fit starts from the previous fit's (warm start), and they are refitted only once the complete
 trials have grown by ``refit_growth`` (a fraction) since the last fit; in between, the GP is conditioned on all
@@ -68,8 +57,6 @@ from botorch.models.transforms.outcome import Standardize
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import AdditiveKernel, Kernel, ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
-from scipy.special import ndtr
-from scipy.stats import norm
 
 from tocsr_nas.errors import ConfigError
 
@@ -79,51 +66,6 @@ from .registry import register_strategy
 logger = logging.getLogger(__name__)
 INCUMBENTS = 5  # per eps: the cheapest archs under it; plus this many lowest-loss archs
 FIT_ITERATIONS = 100  # L-BFGS cap: unregularised categorical lengthscales can creep on for hundreds of steps
-REFERENCE_MARGIN = 1.1  # hypervolume reference: this times the largest observed loss and the largest cost
-
-
-def front_staircase(points: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """The observed Pareto front of ``(loss, cost)`` points as a staircase: losses ascending, costs descending."""
-    losses, costs = [], []
-    for loss, cost in sorted(points):
-        if not costs or cost < costs[-1]:
-            if losses and loss == losses[-1]:
-                costs[-1] = cost
-            else:
-                losses.append(loss)
-                costs.append(cost)
-    return np.array(losses, dtype=np.float64), np.array(costs, dtype=np.float64)
-
-
-def expected_shortfall(t: float, mean: np.ndarray, std: np.ndarray, log: bool) -> np.ndarray:
-    """``E[max(0, t - L)]`` for ``L ~ N(mean, std)`` (``log``: ``log L ~ N(mean, std)``), elementwise."""
-    if t <= 0 and log:
-        return np.zeros_like(mean)
-    if not log:
-        z = (t - mean) / std
-        return (t - mean) * ndtr(z) + std * norm.pdf(z)
-    z = (math.log(t) - mean) / std
-    return t * ndtr(z) - np.exp(mean + 0.5 * std**2) * ndtr(z - std)
-
-
-def expected_hv_improvement(front: tuple[np.ndarray, np.ndarray], reference: tuple[float, float], costs: np.ndarray,
-                            mean: np.ndarray, std: np.ndarray, log: bool) -> np.ndarray:
-    """Expected hypervolume improvement (minimising both, HV up to ``reference``) of points with exact ``costs``
-    and uncertain loss ``L`` (``mean``, ``std`` of ``L`` or of ``log L``), over the staircase ``front``.
-
-    A point ``(L, c)`` adds ``int_L^{r_l} max(0, C(t) - c) dt``, where ``C(t)`` is the cheapest front cost with loss
-    ``<= t`` (``r_c`` below the front); on a segment ``[t0, t1)`` of constant ``C``, ``E[int 1{L <= t} dt] =
-    E[(t1 - L)+] - E[(t0 - L)+]``.
-    """
-    losses, front_costs = front
-    edges = np.concatenate([[0.0], losses[losses < reference[0]], [reference[0]]])
-    levels = np.concatenate([[reference[1]], front_costs[losses < reference[0]]])
-    shortfall = [expected_shortfall(float(t), mean, std, log) for t in edges]
-    gain = np.zeros_like(mean)
-    for k, level in enumerate(levels):
-        if edges[k + 1] > edges[k]:
-            gain += np.maximum(0.0, level - costs) * np.maximum(0.0, shortfall[k + 1] - shortfall[k])
-    return gain
 
 
 @contextlib.contextmanager
@@ -145,7 +87,6 @@ class BOOptions(pydantic.BaseModel, extra="forbid"):
     log_loss: bool = True  # model log(loss) when every observed loss is positive
     skip_void_eps: bool = True  # drop an eps from the cycle once it no longer constrains (see _active_eps)
     refit_growth: float = pydantic.Field(0.2, ge=0)  # refit the hyperparameters when the trials grew by this fraction
-    acquisition: Literal["eps-cycle", "hypervolume"] = "eps-cycle"  # see the module docstring
     kernel: Literal["categorical", "additive"] = "categorical"  # see the module docstring
 
     @pydantic.field_validator("eps")
@@ -195,8 +136,6 @@ class EpsConstrainedBO(Strategy):
             return keys
         mean, std = self._posterior(complete, pool)
         costs = np.array([self.cost(k) for k in pool])
-        if self.options.acquisition == "hypervolume":
-            return keys + self._hypervolume_picks(n - len(keys), complete, pool, mean, std, costs)
         cycle = self._active_eps(complete, float(costs.min()))
         free = np.ones(len(pool), dtype=bool)
         while len(keys) < n and free.any():
@@ -207,25 +146,6 @@ class EpsConstrainedBO(Strategy):
             keys.append(pool[best])
             self.n_modelled += 1
         return keys
-
-    def _hypervolume_picks(self, n: int, complete: list[Observation], pool: list[Key], mean: np.ndarray,
-                           std: np.ndarray, costs: np.ndarray) -> list[Key]:
-        """The ``n`` pool archs of largest expected hypervolume improvement, picked one at a time, each joining the
-        front at its posterior mean (kriging believer) before the next is scored."""
-        log = self._uses_log(complete)
-        points = [(o.loss, self.cost(o.key)) for o in complete if self.feasible(o.key)]
-        reference = (REFERENCE_MARGIN * max(o.loss for o in complete),
-                     REFERENCE_MARGIN * max([float(costs.max())] + [c for _, c in points]))
-        free = np.ones(len(pool), dtype=bool)
-        picks: list[Key] = []
-        while len(picks) < n and free.any():
-            gain = expected_hv_improvement(front_staircase(points), reference, costs, mean, std, log)
-            best = int(np.argmax(np.where(free, gain, -np.inf)))
-            free[best] = False
-            picks.append(pool[best])
-            points.append((float(np.exp(mean[best]) if log else mean[best]), float(costs[best])))
-            self.n_modelled += 1
-        return picks
 
     def _active_eps(self, complete: list[Observation], cheapest: float) -> list[float]:
         """The eps values of the cycle that still constrain the search.
@@ -248,12 +168,9 @@ class EpsConstrainedBO(Strategy):
         front = sorted({loss for loss, cost in under if not any(l2 <= loss and c2 < cost for l2, c2 in under)})
         return [eps for eps in front if not void(eps)] or self.eps_values
 
-    def _uses_log(self, complete: list[Observation]) -> bool:
-        """Whether the GP models log(loss): asked for, and every observed loss is positive."""
-        return self.options.log_loss and all(o.loss > 0 for o in complete)
-
     def _transform(self, loss: np.ndarray | float, complete: list[Observation]) -> np.ndarray | float:
-        if not self._uses_log(complete):
+        use_log = self.options.log_loss and all(o.loss > 0 for o in complete)
+        if not use_log:
             return loss
         return np.log(np.maximum(loss, 1e-300))
 
@@ -276,8 +193,8 @@ class EpsConstrainedBO(Strategy):
                                               lengthscale_constraint=GreaterThan(1e-6)))
         if self.options.kernel == "categorical":
             return joint
-        additive = ScaleKernel(AdditiveKernel(*[CategoricalKernel(active_dims=(i,), lengthscale_constraint=GreaterThan(1e-6))
-                                                for i in range(d)]))
+        additive = ScaleKernel(AdditiveKernel(*[
+            CategoricalKernel(active_dims=(i,), lengthscale_constraint=GreaterThan(1e-6)) for i in range(d)]))
         return additive + joint
 
     def _posterior(self, complete: list[Observation], pool: list[Key]) -> tuple[np.ndarray, np.ndarray]:
@@ -345,13 +262,8 @@ class EpsConstrainedBO(Strategy):
         return pool
 
     def _incumbents(self, complete: list[Observation]) -> list[Key]:
-        """The cheapest feasible archs under each eps, the lowest-loss archs and, with the ``hypervolume``
-        acquisition, the observed front (distinct, in a fixed order)."""
+        """The cheapest feasible archs under each eps, and the lowest-loss archs (distinct, in a fixed order)."""
         chosen: list[Key] = []
-        if self.options.acquisition == "hypervolume":
-            feasible = [o for o in complete if self.feasible(o.key)]
-            chosen += [o.key for o in sorted(feasible, key=lambda o: (o.loss, self.cost(o.key), o.key))
-                       if not any(p.loss <= o.loss and self.cost(p.key) < self.cost(o.key) for p in feasible)]
         for eps in self.eps_values:
             under = sorted((self.cost(o.key), o.key) for o in complete if o.loss <= eps and self.feasible(o.key))
             chosen += [k for _, k in under[:INCUMBENTS]]

@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/expansion.py --hr-dir /data/sr/CSun_Hays80 --eval-dir /data/sr/CSet5 \
         --eval-dir /data/sr/CSet14 --held-out-dir /data/sr/CBSD68 [--config experiments/expansion.yaml] \
-        [--run runs/expansion-benchmark] [--out benchmarks/results]
+        [--set expansion.KEY=VALUE ...] [--run runs/expansion-benchmark] [--out benchmarks/results]
 
 Runs the ``expansion:`` section of ``--config`` (:mod:`tocsr_nas.training.expansion_study`, the same code as
 ``tocsr-nas run experiments/expansion.yaml``) with these folders, and rewrites ``expansion.{json,md}`` after every
@@ -35,13 +35,16 @@ def main() -> None:
     parser.add_argument("--eval-dir", type=Path, action="append", required=True, help="whole-image PSNR folder")
     parser.add_argument("--held-out-dir", type=Path, required=True, help="held-out denoising loss crops")
     parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, as for `tocsr-nas run` (e.g. expansion.expand_lr=2.0e-3)")
     parser.add_argument("--run", type=Path, default=Path("runs/expansion-benchmark"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     eval_dirs = ", ".join(str(d) for d in args.eval_dir)
     [(_, config)] = resolve(args.config, [f"expansion.data.source={args.hr_dir}",
                                           f"expansion.unet_data.source={args.hr_dir}",
-                                          f"expansion.eval=[{eval_dirs}]", f"expansion.held_out={args.held_out_dir}"])
+                                          f"expansion.eval=[{eval_dirs}]", f"expansion.held_out={args.held_out_dir}",
+                                          *args.set])
     command = "python " + shlex.join(["benchmarks/expansion.py", *sys.argv[1:]])
     info = machine()
 
@@ -51,7 +54,8 @@ def main() -> None:
         text = (f"Load average (1/5/15 min) when written: {info['load_average']}. Command: `{command}`\n\n"
                 f"Budgets: {study.vae_loop.steps} VAE + {study.unet_loop.steps} UNet steps per stage (batch "
                 f"{study.vae_loop.batch_size}/{study.unet_loop.batch_size}, crops {study.data.crop_size}/"
-                f"{study.unet_data.crop_size} px of {args.hr_dir.name}); (b) and (c) have twice that since random "
+                f"{study.unet_data.crop_size} px of {args.hr_dir.name}; VAE peak lr {study.vae_loop.lr:g}, (b)'s VAE "
+                f"fine-tuning {study.expand_lr or study.vae_loop.lr:g}); (b) and (c) have twice that since random "
                 f"init. PSNR in dB on whole images (posterior mean, 8-bit); held-out loss: epsilon MSE on "
                 f"{study.held_out_crops} seeded crops of {args.held_out_dir.name} on each model's own latents; "
                 "linear denoiser: the loss of the best per-channel affine noise predictor on the same latents (how hard "

@@ -179,7 +179,8 @@ def test_expansion_study_runs_resumes_and_compares_at_equal_steps(tmp_path: Path
         f"expansion.eval=[{_image_folder(tmp_path, 'eval', 1, offset=2)}]",
         f"expansion.held_out={_image_folder(tmp_path, 'held', 1, offset=3)}", "expansion.held_out_crops=2",
         "expansion.data.crop_size=32", "expansion.unet_data.crop_size=32",
-        "expansion.vae_loop={steps: 2, batch_size: 2, lr: 1.0e-3, checkpoint_every: 1, num_threads: 1}",
+        "expansion.vae_loop={steps: 2, batch_size: 2, lr: 1.0e-3, checkpoint_every: 1, log_every: 1, num_threads: 1}",
+        "expansion.expand_lr=2.5e-4",
         "expansion.unet_loop={steps: 2, batch_size: 2, lr: 1.0e-3, ema_decay: 0.9, checkpoint_every: 1, "
         "num_threads: 1}"])
     results = run_study(config.expansion, tmp_path / "study")
@@ -189,9 +190,17 @@ def test_expansion_study_runs_resumes_and_compares_at_equal_steps(tmp_path: Path
     assert [s for s, _ in models["a"]["curve"]] == [1, 2] and [s for s, _ in models["b"]["curve"]] == [3, 4]
     assert [s for s, _ in models["c"]["curve"]] == [1, 2, 3, 4] and models["b"]["widened_start"][0] == 2
     assert set(models["c"]["psnr"]["eval"]) == {"rgb", "y"}
+    lrs = {run: [json.loads(line)["lr"] for line in (tmp_path / "study" / run / "metrics.jsonl").open()]
+           for run in ("a_vae", "b_expanded/vae")}
+    assert max(lrs["b_expanded/vae"]) <= 2.5e-4 < max(lrs["a_vae"])  # (b)'s VAE stage fine-tunes at expand_lr
+    vae_steps = {m: [s for s, _ in models[m]["vae_curve"]] for m in "abc"}
+    assert vae_steps == {"a": [1, 2], "b": [3, 4], "c": [1, 2, 3, 4]}  # every VAE checkpoint, (b) continuing (a)
+    assert all(set(point) == {"rgb", "y"} for m in "abc" for _, point in models[m]["vae_curve"])
+    assert models["c"]["vae_curve"][-1][1] != models["c"]["vae_curve"][0][1]  # each checkpoint's own weights
     again = run_study(config.expansion, tmp_path / "study")
     assert again["wall_s"] == results["wall_s"] and again["models"] == models  # nothing retrained, same figures
     assert "| (b) expanded 16-channel | 16 | 4 | 4 |" in markdown(results)
+    assert "VAE reconstruction PSNR" in markdown(results)
 
 
 def test_linear_denoiser_loss_is_the_gaussian_optimum() -> None:

@@ -2,13 +2,16 @@
 from scratch (c), at equal training steps, compared on whole-image VAE reconstruction PSNR and held-out denoising loss.
 
 (a) trains a ``latent_channels: small`` VAE for ``vae_loop.steps`` steps, then a ``teacher``-shaped UNet on its
-latents for ``unet_loop.steps``. (b) runs the ``expand`` recipe on (a) with the same per-stage budgets, so its VAE
-and UNet have trained twice those budgets since random init. (c) trains a ``latent_channels: large`` VAE and UNet
+latents for ``unet_loop.steps``. (b) runs the ``expand`` recipe on (a) with the same per-stage budgets (its VAE stage,
+which fine-tunes a VAE that starts equal to (a)'s, at peak lr ``expand_lr``), so its VAE and UNet have trained twice
+those budgets since random init. (c) trains a ``latent_channels: large`` VAE and UNet
 from random init for twice the budgets: (b) and (c) have the same number of steps. Every teacher checkpoint is kept
 and its EMA weights' held-out loss measured afterwards, giving loss-vs-step curves ((b)'s continues (a)'s, plus the
-widened but untrained UNet at step ``unet_loop.steps``). Each held-out loss is on the model's own VAE latents
-(posterior means times its scaling factor), so latent spaces differ between models; "predict zero" and the best
-per-channel linear denoiser (:func:`linear_denoiser_loss`, how hard each latent space is) are given beside each. Every sub-run has its own folder and resumes from its checkpoints; ``study.json`` is rewritten after each.
+widened but untrained UNet at step ``unet_loop.steps``). Every VAE checkpoint is kept too, and its reconstruction
+PSNR on the same held-out crops gives PSNR-vs-step curves ((b)'s continues (a)'s). Each held-out loss is on the
+model's own VAE latents (posterior means times its scaling factor), so latent spaces differ between models; "predict
+zero" and the best per-channel linear denoiser (:func:`linear_denoiser_loss`, how hard each latent space is) are given
+beside each. Every sub-run has its own folder and resumes from its checkpoints; ``study.json`` is rewritten after each.
 """
 from __future__ import annotations
 
@@ -27,15 +30,16 @@ from diffusers import AutoencoderKL
 
 from ..atomic import write_json, write_text
 from ..config_io import read_mapping
-from ..data.images import BUILTIN, resolve_image_files
+from ..data.images import BUILTIN, ImageCropDataset, resolve_image_files
 from ..errors import ConfigError
 from ..expansion import widen_unet
+from ..sr.metrics import psnr_y
 from ..teachers import CONFIG_DIR, Teacher, load_teacher
 from ..teachers.weights import untrained_teacher
-from ..vae import load_vae
+from ..vae import build_vae, load_vae
 from .checkpoint import list_checkpoints, load_checkpoint
 from .config import DataConfig, LoopConfig
-from .evaluate import denoising_loss
+from .evaluate import denoising_loss, psnr, reconstruct
 from .expand_recipe import ExpandRecipe, ExpandVaeLoss, reconstruction_psnr, run_expand_recipe
 from .loop import CHECKPOINT_DIR
 from .teacher_recipe import (
@@ -70,6 +74,7 @@ class ExpansionStudy(pydantic.BaseModel, extra="forbid"):
     vae_loss: VaeLoss = VaeLoss()
     expand_loss: ExpandVaeLoss = ExpandVaeLoss()
     vae_loop: LoopConfig  # per stage: (a) and the expansion train this many steps, (c) twice as many
+    expand_lr: float | None = pydantic.Field(None, gt=0)  # peak lr of (b)'s VAE fine-tuning (default vae_loop.lr)
     unet_loop: LoopConfig
     scheduler: SchedulerConfig = SchedulerConfig()
 
@@ -143,7 +148,7 @@ def run_study(study: ExpansionStudy, out: str | Path,
         update(name, time.perf_counter() - start)
 
     def vae_run(name: str, channels: int, steps: int) -> None:
-        recipe = VaeRecipe(data=study.data, loop=study.vae_loop.model_copy(update={"steps": steps}),
+        recipe = VaeRecipe(data=study.data, loop=_keep_all(study.vae_loop, steps),
                            vae={**study.vae, "latent_channels": channels}, loss=study.vae_loss)
         timed(name, out / name / "vae" / "vae.safetensors", lambda: run_vae_recipe(recipe, out / name))
 
@@ -153,11 +158,17 @@ def run_study(study: ExpansionStudy, out: str | Path,
                                held_out_source=study.held_out, held_out_crops=study.held_out_crops)
         timed(name, out / name / "weights" / "manifest.json", lambda: run_teacher_recipe(recipe, out / name))
 
-    def evaluate(model: str, vae: AutoencoderKL, runs: list[tuple[Path, int, Path]]) -> None:
-        """PSNR of ``vae``; held-out loss of every checkpoint in ``runs`` (folder, step offset, config)."""
+    def evaluate(model: str, vae: AutoencoderKL, runs: list[tuple[Path, int, Path]],
+                 vae_runs: list[tuple[Path, int]]) -> None:
+        """PSNR of ``vae`` and of every VAE checkpoint in ``vae_runs`` (folder, step offset); held-out loss of every
+        teacher checkpoint in ``runs`` (folder, step offset, config)."""
         row = results["models"][model]
         row["latent_channels"] = int(vae.config.latent_channels)
         row["psnr"] = {Path(f).name: reconstruction_psnr(vae, resolve_image_files(f)) for f in study.eval}
+        crops = _held_out_crops(study.held_out, study.unet_data.crop_size, study.held_out_crops)
+        vae_shape = {**study.vae, "latent_channels": row["latent_channels"]}
+        row["vae_curve"] = [point for folder, offset in vae_runs
+                            for point in _vae_curve(folder, offset, vae_shape, crops)]
         latents = held_out_latents(vae, study.held_out, study.unet_data.crop_size, study.held_out_crops)
         row["predict_zero"] = held_out_zero_baseline(latents, scheduler)
         row["linear_denoiser"] = linear_denoiser_loss(latents, scheduler)
@@ -170,19 +181,22 @@ def run_study(study: ExpansionStudy, out: str | Path,
     vae_run("a_vae", study.small, v)
     teacher_run("a_teacher", study.small, out / "a_vae" / "vae", u)
     results["models"]["a"] = {"steps": {"vae": v, "unet": u}}
-    evaluate("a", load_vae(out / "a_vae" / "vae"), [(out / "a_teacher", 0, configs[study.small])])
+    evaluate("a", load_vae(out / "a_vae" / "vae"), [(out / "a_teacher", 0, configs[study.small])],
+             [(out / "a_vae", 0)])
 
     source = yaml.safe_load(configs[study.small].read_text())
     source["weights"] = str((out / "a_teacher" / "weights").resolve())
     write_text(out / "source.yaml", yaml.safe_dump(source, sort_keys=False))
+    expand_loop = study.vae_loop.model_copy(update={"lr": study.expand_lr or study.vae_loop.lr})
     expand = ExpandRecipe(teacher=str(out / "source.yaml"), channels=study.large, data=study.data,
-                          unet_data=study.unet_data, vae_loop=study.vae_loop, vae_loss=study.expand_loss,
+                          unet_data=study.unet_data, vae_loop=_keep_all(expand_loop, v), vae_loss=study.expand_loss,
                           unet_loop=_keep_all(study.unet_loop, u), scheduler=study.scheduler,
                           held_out_source=study.held_out, held_out_crops=study.held_out_crops)
     timed("b_expanded", out / "b_expanded" / "teacher.yaml", lambda: run_expand_recipe(expand, out / "b_expanded"))
     expanded = load_teacher(out / "b_expanded")
     results["models"]["b"] = {"steps": {"vae": 2 * v, "unet": 2 * u}}
-    evaluate("b", expanded.vae, [(out / "b_expanded" / "unet", u, configs[study.large])])
+    evaluate("b", expanded.vae, [(out / "b_expanded" / "unet", u, configs[study.large])],
+             [(out / "b_expanded" / "vae", v)])
     widened = _widened_start(out / "a_teacher", configs[study.small], study.large, study.unet_loop.seed)
     latents = held_out_latents(expanded.vae, study.held_out, study.unet_data.crop_size, study.held_out_crops)
     results["models"]["b"]["widened_start"] = [u, denoising_loss(widened, latents, scheduler)]
@@ -191,7 +205,8 @@ def run_study(study: ExpansionStudy, out: str | Path,
     vae_run("c_vae", study.large, 2 * v)
     teacher_run("c_teacher", study.large, out / "c_vae" / "vae", 2 * u)
     results["models"]["c"] = {"steps": {"vae": 2 * v, "unet": 2 * u}}
-    evaluate("c", load_vae(out / "c_vae" / "vae"), [(out / "c_teacher", 0, configs[study.large])])
+    evaluate("c", load_vae(out / "c_vae" / "vae"), [(out / "c_teacher", 0, configs[study.large])],
+             [(out / "c_vae", 0)])
     return results
 
 
@@ -230,6 +245,28 @@ def _curve(folder: Path, offset: int, config: Path, latents: torch.Tensor, sched
         checkpoint = load_checkpoint(path)
         teacher = _checkpoint_teacher(config, checkpoint.ema if checkpoint.ema is not None else checkpoint.model)
         points.append([checkpoint.step + offset, denoising_loss(teacher, latents, scheduler)])
+    return points
+
+
+def _held_out_crops(source: str, crop_size: int, count: int, seed: int = 12345) -> list[torch.Tensor]:
+    """The ``count`` seeded crops (no flips) of ``source`` that :func:`held_out_latents` encodes."""
+    dataset = ImageCropDataset(resolve_image_files(source), crop_size, count, seed=seed, flips=False)
+    return [dataset[i] for i in range(count)]
+
+
+@torch.no_grad()
+def _vae_curve(folder: Path, offset: int, shape: dict[str, Any], crops: list[torch.Tensor]) -> list[list[Any]]:
+    """``[step + offset, {"rgb": dB, "y": dB}]``: mean reconstruction PSNR of ``crops`` (posterior mean) by every VAE
+    checkpoint under ``folder``."""
+    points = []
+    for path in list_checkpoints(folder / CHECKPOINT_DIR):
+        checkpoint = load_checkpoint(path)
+        vae = build_vae(shape)
+        vae.load_state_dict(checkpoint.model)
+        recons = [reconstruct(vae.eval(), crop) for crop in crops]
+        points.append([checkpoint.step + offset,
+                       {"rgb": sum(psnr(c, r) for c, r in zip(crops, recons)) / len(crops),
+                        "y": sum(psnr_y(r, c) for c, r in zip(crops, recons)) / len(crops)}])
     return points
 
 
@@ -277,4 +314,16 @@ def markdown(results: dict[str, Any]) -> str:
         for step in steps:
             lines.append(f"| {step} | " + " | ".join(f"{curves[m][step]:.4f}" if step in curves[m] else ""
                                                      for m in names) + " |")
+    vae_curves = {m: {int(s): v for s, v in models[m].get("vae_curve", [])} for m in ("a", "b", "c") if m in models}
+    vae_steps = sorted({s for curve in vae_curves.values() for s in curve})
+    if vae_steps:
+        names = list(vae_curves)
+        lines += ["", "VAE reconstruction PSNR (dB, RGB / Y) of the held-out crops by VAE step since random init "
+                  "(every checkpoint; (b) continues (a) from its last step, where the expanded VAE decodes as (a)'s):",
+                  "",
+                  "| step | " + " | ".join(LABELS[m] for m in names) + " |", "|---:|" + "---:|" * len(names)]
+        for step in vae_steps:
+            lines.append(f"| {step} | " + " | ".join(
+                f"{vae_curves[m][step]['rgb']:.2f} / {vae_curves[m][step]['y']:.2f}" if step in vae_curves[m] else ""
+                for m in names) + " |")
     return "\n".join(lines) + "\n"

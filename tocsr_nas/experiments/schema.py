@@ -31,13 +31,19 @@ class EvaluateConfig(pydantic.BaseModel, extra="forbid"):
     # other SR models (folders or shipped names, e.g. x4-compact) evaluated on the same images, one row each,
     # beside the run's own; they must have the sr stage's scale
     models: list[str] = []
+    _scales: dict[str, Any] = pydantic.PrivateAttr(default_factory=dict)
 
-    @pydantic.field_validator("models")
-    @classmethod
-    def _models_exist(cls, models: list[str]) -> list[str]:
-        for spec in models:
-            read_sr_config(resolve_sr_model(spec, key="evaluate.models"))
-        return models
+    @pydantic.model_validator(mode="after")
+    def _read_models(self) -> EvaluateConfig:
+        """Each model's ``sr_model.json`` is read (and checked) once; its scale is kept for the experiment."""
+        self._scales = {spec: read_sr_config(resolve_sr_model(spec, key="evaluate.models")).get("scale")
+                        for spec in self.models}
+        return self
+
+    @property
+    def model_scales(self) -> dict[str, Any]:
+        """The upscaling factor of every model in ``models``."""
+        return dict(self._scales)
 
 
 class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
@@ -81,8 +87,7 @@ class ExperimentConfig(pydantic.BaseModel, extra="forbid"):
     def _same_scale(self) -> ExperimentConfig:
         """The models the evaluate stage compares with upscale by the sr stage's factor."""
         if "evaluate" in self.stages and self.sr is not None:
-            for spec in self.evaluate.models:
-                scale = read_sr_config(resolve_sr_model(spec)).get("scale")
+            for spec, scale in self.evaluate.model_scales.items():
                 if scale != self.sr.scale:
                     raise ValueError(f"evaluate.models: {spec!r} is x{scale}, the sr stage's model is x{self.sr.scale}")
         return self

@@ -12,7 +12,8 @@ the same process.
 The network sees ``x_t / sqrt(1 + kappa^2 eta_t)`` (unit variance, as ResShift scales latents) next to ``y0``.
 That input is exactly a DDPM sample ``sqrt(abar) m + sqrt(1 - abar) eps`` of the shifted mean
 ``m = x0 + eta_t (y0 - x0)`` at ``abar = 1 / (1 + kappa^2 eta_t)``, so the UNet gets the DDPM timestep of that
-``abar`` in its own noise schedule (its pretrained time embedding stays meaningful). Its output ``out`` is read as
+``abar`` in its own noise schedule (its pretrained time embedding stays meaningful; with a small ``kappa`` the
+steps share timesteps near 0 and the UNet tells them apart by its inputs). Its output ``out`` is read as
 an x0 prediction with EDM's preconditioning (Karras et al., 2022) on the residual ``r = x0 - y0``, which the
 process carries as ``x_t - y0 = s_t r + sigma_t eps`` (``s_t = 1 - eta_t``, ``sigma_t = kappa sqrt(eta_t)``):
 
@@ -20,8 +21,8 @@ process carries as ``x_t - y0 = s_t r + sigma_t eps`` (``s_t = 1 - eta_t``, ``si
     ``c_skip = s_t sd^2 / (s_t^2 sd^2 + sigma_t^2)``, ``c_out = sd sigma_t / sqrt(s_t^2 sd^2 + sigma_t^2)``,
 
 with ``sd = residual_std`` (the spread of ``r``). ``c_skip (x_t - y0)`` is the best linear estimate of ``r`` from
-``x_t``, and ``c_out`` the spread of its error, so the net's target has unit scale at every step. Near ``t = 0``
-this is ``(x_t - sigma_t out - eta_t y0) / s_t``, the pretrained epsilon-predictor's own x0 read-out; near
+``x_t``, and ``c_out`` the spread of its error, so the net's target has unit scale at every step. As
+``sigma_t / s_t -> 0`` this tends to ``(x_t - sigma_t out - eta_t y0) / s_t``, the pretrained epsilon-predictor's own x0 read-out; near
 ``t = T`` it is ``y0 - sd out``, a residual on the LR latent (as the one-step model reads its output). Training:
 MSE between ``x0_hat`` and ``x0`` at ``t`` drawn uniformly (ResShift's objective).
 

@@ -92,12 +92,13 @@ def train_one(arch: dict[str, Any], args: argparse.Namespace, seed: int, superne
             supernet.extract(supernet.space.parse(arch["arch"])).save_pretrained(compact)
     loop = {"steps": args.adapt_steps, "batch_size": args.batch_size, "seed": seed, "num_threads": args.threads,
             "checkpoint_every": max(args.adapt_steps // 2, 1), "log_every": 25, "warmup_steps": 10}
-    adapt = validate(SRAdaptRecipe, recipe("sr_adapt.yaml", backbone={"compact": str(compact)}, loop=loop,
-                                            data={"crop_size": args.crop}))
+    adapt_data = recipe(args.adapt_recipe, loop=loop, data={"crop_size": args.crop})
+    adapt_data["backbone"] = {"teacher": adapt_data["backbone"]["teacher"], "compact": str(compact)}
+    adapt = validate(SRAdaptRecipe, adapt_data)
     adapted = run_sr_adapt(adapt, folder / "sr_adapt")
     loop = {**loop, "steps": args.onestep_steps, "seed": seed + 1,
             "checkpoint_every": max(args.onestep_steps // 2, 1)}
-    onestep = validate(SROneStepRecipe, recipe("sr_onestep.yaml", init=adapted["model"], loop=loop,
+    onestep = validate(SROneStepRecipe, recipe(args.onestep_recipe, init=adapted["model"], loop=loop,
                                                data={"crop_size": args.crop}))
     distilled = run_sr_onestep(onestep, folder / "sr_onestep")
     trained_s = time.perf_counter() - start
@@ -171,9 +172,48 @@ PROXIES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
 ]
 
 
+def bootstrap_taus(scores: dict[str, np.ndarray], psnr: np.ndarray, reps: int = 1000,
+                   seed: int = 0) -> dict[str, np.ndarray]:
+    """Kendall tau of every score vs ``psnr`` on ``reps`` bootstrap resamples of the archs (the same resamples for
+    every score, so two scores' taus compare pairwise); NaN where a resample leaves a score constant."""
+    import scipy.stats  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(psnr), size=(reps, len(psnr)))
+    return {name: np.array([scipy.stats.kendalltau(values[i], psnr[i])[0] for i in picks])
+            for name, values in scores.items()}
+
+
+def resolvable_tau(score: np.ndarray, psnr: np.ndarray, margin: float) -> tuple[float, int]:
+    """Kendall's tau-a over the arch pairs whose PSNR differs by more than ``margin`` (the seed noise): (concordant -
+    discordant) / pairs (a tied score counts as neither), and the number of such pairs."""
+    i, j = np.triu_indices(len(psnr), k=1)
+    keep = np.abs(psnr[i] - psnr[j]) > margin
+    signs = np.sign(score[i] - score[j])[keep] * np.sign(psnr[i] - psnr[j])[keep]
+    return (float(signs.mean()) if keep.any() else float("nan")), int(keep.sum())
+
+
 def metric_value(metrics: dict[str, float], metric: str) -> float:
     """A proxy value (lower is better): the metric, or its negation for a ``-name``."""
     return -metrics[metric[1:]] if metric.startswith("-") else metrics[metric]
+
+
+def reference_psnr(work: Path, run: dict[str, Any]) -> dict[str, float]:
+    """PSNR-Y of the ``bicubic`` and ``vae-recon`` (the VAE's own ceiling) references on the images and crops
+    ``run`` was scored on (its one-step model gives the VAE and scale)."""
+    import torch
+
+    from tocsr_nas.data.images import list_image_files
+    from tocsr_nas.sr.evaluate import evaluate_files, reference_methods
+    from tocsr_nas.sr.model import load_sr_model
+
+    model = load_sr_model(work / f"{run['arch_id']}_s{run['seed']}" / "sr_onestep" / "model", kind="sr-onestep")
+    rows = []
+    for data in map(Path, run["settings"]["data"]):
+        with torch.no_grad():
+            rows += evaluate_files(reference_methods(model.scale, model.vae), list_image_files(data), model.scale,
+                                   dataset=data.name, max_side=run["settings"].get("max_side"))
+    return {m: float(np.mean([r["psnr_y"] for r in rows if r["method"] == m])) for m in ("bicubic", "vae-recon")}
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -213,16 +253,6 @@ def cmd_score(args: argparse.Namespace) -> int:
             cache.setdefault("_seconds_per_arch", {})[name] = (time.perf_counter() - start) / len(missing)
         cache_path.write_text(json.dumps(cache, indent=1))
         log.info("%s %s: %.2f s/arch", evaluator, options, (time.perf_counter() - start) / len(missing))
-    psnr = np.array([r["psnr_y"] for r in base])
-    table = []
-    for name in [*(n for _, _, names in proxies for n in names), "GMACs"]:
-        values = np.array([r["gmacs"] if name == "GMACs" else cache[name][r["arch_id"]] for r in base])
-        # every proxy is lower-is-better (GMACs: fewer MACs predicts lower PSNR, so its sign is flipped)
-        score = values if name == "GMACs" else -values
-        tau, tau_p = scipy.stats.kendalltau(score, psnr)
-        rho, rho_p = scipy.stats.spearmanr(score, psnr)
-        table.append({"proxy": name, "kendall_tau": float(tau), "tau_p": float(tau_p), "spearman_rho": float(rho),
-                      "rho_p": float(rho_p), "s_per_arch": cache.get("_seconds_per_arch", {}).get(name)})
     noise = []
     for r in runs:
         if r["seed"] != args.seed:
@@ -230,21 +260,76 @@ def cmd_score(args: argparse.Namespace) -> int:
             if ref is not None:
                 noise.append({"arch": r["arch"], "psnr_seed_a": ref["psnr_y"], "psnr_seed_b": r["psnr_y"],
                               "abs_diff": abs(ref["psnr_y"] - r["psnr_y"])})
+    psnr = np.array([r["psnr_y"] for r in base])
+    margin = max((n["abs_diff"] for n in noise), default=0.0)
+    names = [*(n for _, _, names in proxies for n in names), "GMACs"]
+    # every proxy is lower-is-better (GMACs: fewer MACs predicts lower PSNR, so its sign is flipped)
+    scores = {name: np.array([r["gmacs"] if name == "GMACs" else -cache[name][r["arch_id"]] for r in base])
+              for name in names}
+    boot = bootstrap_taus(scores, psnr)
+    table = []
+    for name in names:
+        tau, tau_p = scipy.stats.kendalltau(scores[name], psnr)
+        rho, rho_p = scipy.stats.spearmanr(scores[name], psnr)
+        low, high = np.nanpercentile(boot[name], [5, 95])
+        table.append({"proxy": name, "kendall_tau": float(tau), "tau_p": float(tau_p), "spearman_rho": float(rho),
+                      "rho_p": float(rho_p), "tau_ci90": [float(low), float(high)],
+                      "p_beats_gmacs": float(np.nanmean(boot[name] > boot["GMACs"])),
+                      **dict(zip(("tau_resolvable", "resolvable_pairs"), resolvable_tau(scores[name], psnr, margin))),
+                      "s_per_arch": cache.get("_seconds_per_arch", {}).get(name)})
     data = {"command": " ".join(["python", *sys.argv]), "surrogates": str(args.surrogates), "runs": runs,
             "proxies": {k: v for k, v in cache.items()}, "correlations": table, "noise_floor": noise,
-            "load_average": os.getloadavg(), "settings": base[0].get("settings")}
-    write_results("proxy_validity", data, markdown(data, base), args.out)
+            "references": reference_psnr(args.work, base[0]), "load_average": os.getloadavg(),
+            "settings": base[0].get("settings")}
+    compare = json.loads(args.compare.read_text()) if args.compare else None
+    write_results(args.name, data, markdown(data, base, compare), args.out)
     return 0
 
 
-def markdown(data: dict[str, Any], base: list[dict[str, Any]]) -> str:
+def resolvable_pairs(data: dict[str, Any]) -> str:
+    """The number of arch pairs the resolvable tau is computed on (as text; '-' for results without it)."""
+    counts = {c.get("resolvable_pairs") for c in data["correlations"]}
+    return str(counts.pop()) if len(counts) == 1 and None not in counts else "-"
+
+
+def budget(settings: dict[str, Any]) -> str:
+    """The SR training budget of a run's settings, in words."""
+    return (f"{settings.get('adapt_steps')} adaptation + {settings.get('onestep_steps')} one-step steps "
+            f"({settings.get('onestep_recipe', 'sr_onestep.yaml')})")
+
+
+def comparison(data: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """Markdown lines: this run's and another run's (another SR budget's) correlations side by side."""
+    theirs = {c["proxy"]: c for c in other["correlations"]}
+    new, old = budget(data["settings"] or {}), budget(other.get("settings") or {})
+    lines = ["## Both budgets side by side (higher is better)", "",
+             f"This run: {new}; command `{data['command']}`.  ",
+             f"Other run: {old}; command `{other['command']}`.", "",
+             "| proxy | tau (this) | rho (this) | tau (other) | rho (other) |", "|---|---|---|---|---|"]
+    for c in sorted(data["correlations"], key=lambda c: -c["kendall_tau"]):
+        o = theirs.get(c["proxy"])
+        other_cells = f"{o['kendall_tau']:.3f} | {o['spearman_rho']:.3f}" if o else "- | -"
+        lines.append(f"| {c['proxy']} | {c['kendall_tau']:.3f} | {c['spearman_rho']:.3f} | {other_cells} |")
+    ours = {r["arch_id"]: r["psnr_y"] for r in data["runs"] if r["seed"] == data["settings"].get("seed", 0)}
+    prev = {r["arch_id"]: r["psnr_y"] for r in other["runs"] if r["seed"] == (other.get("settings") or {}).get("seed", 0)}
+    shared = sorted(set(ours) & set(prev))
+    if len(shared) >= 3:
+        import scipy.stats  # noqa: PLC0415
+
+        tau, p = scipy.stats.kendalltau([ours[a] for a in shared], [prev[a] for a in shared])
+        lines += ["", f"Rank agreement of the final PSNR-Y between the two budgets over the {len(shared)} shared archs: "
+                  f"Kendall tau {tau:.3f} (p {p:.3g})."]
+    return [*lines, ""]
+
+
+def markdown(data: dict[str, Any], base: list[dict[str, Any]], compare: dict[str, Any] | None = None) -> str:
     s = data["settings"] or {}
     best = max(data["correlations"], key=lambda c: c["kendall_tau"])
     lines = [f"Command: `{data['command']}` (after `python benchmarks/proxy_validity.py train` with the settings "
              f"below). Load average at scoring: {', '.join(f'{x:.1f}' for x in data['load_average'])}.", "",
              f"{len(base)} archs of the search's space, each extracted with its distilled surrogates and taken "
-             f"through `experiments/recipes/sr_adapt.yaml` ({s.get('adapt_steps')} steps) and `sr_onestep.yaml` "
-             f"({s.get('onestep_steps')} steps), batch {s.get('batch_size')}, crops {s.get('crop')} px "
+             f"through `experiments/recipes/{s.get('adapt_recipe', 'sr_adapt.yaml')}` ({s.get('adapt_steps')} steps) "
+             f"and `{s.get('onestep_recipe', 'sr_onestep.yaml')}` ({s.get('onestep_steps')} steps), batch {s.get('batch_size')}, crops {s.get('crop')} px "
              f"(training data: the recipes' built-in scikit-image photos); final score: one-step PSNR-Y on "
              f"{', '.join(Path(d).name for d in s.get('data', []))} (all images pooled"
              f"{', center crops of ' + str(s['max_side']) + ' px' if s.get('max_side') else ''}).", "",
@@ -254,18 +339,35 @@ def markdown(data: dict[str, Any], base: list[dict[str, Any]]) -> str:
         lines.append(f"| `{r['arch']}` | {r['gmacs']:.3f} | {r['params_m']:.2f} | {r['psnr_y']:.3f} | "
                      f"{r['ssim_y']:.4f} | {r['train_s']:.0f} |")
     lines += ["", "## Rank correlation with the final PSNR-Y (higher is better)", "",
-              "| proxy | Kendall tau | p | Spearman rho | p | s/arch |", "|---|---|---|---|---|---|"]
+              "tau 90% CI: 5-95th percentile over 1000 bootstrap resamples of the archs; P(> GMACs): share of "
+              "those resamples in which the proxy's tau exceeds GMACs' tau. tau (resolvable): Kendall's tau-a over "
+              "only the arch pairs whose PSNR-Y differs by more than the largest seed-noise difference below "
+              f"({resolvable_pairs(data)} pairs of {len(base) * (len(base) - 1) // 2}).", "",
+              "| proxy | Kendall tau | p | tau 90% CI | P(> GMACs) | tau (resolvable) | Spearman rho | p | s/arch |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for c in sorted(data["correlations"], key=lambda c: -c["kendall_tau"]):
         sec = f"{c['s_per_arch']:.2f}" if c["s_per_arch"] is not None else "-"
-        lines.append(f"| {c['proxy']} | {c['kendall_tau']:.3f} | {c['tau_p']:.3g} | {c['spearman_rho']:.3f} | "
-                     f"{c['rho_p']:.3g} | {sec} |")
+        ci = f"{c['tau_ci90'][0]:.2f} - {c['tau_ci90'][1]:.2f}" if "tau_ci90" in c else "-"
+        beats = f"{c['p_beats_gmacs']:.2f}" if "p_beats_gmacs" in c and c["proxy"] != "GMACs" else "-"
+        lines.append(f"| {c['proxy']} | {c['kendall_tau']:.3f} | {c['tau_p']:.3g} | {ci} | {beats} | "
+                     f"{c.get('tau_resolvable', float('nan')):.3f} | "
+                     f"{c['spearman_rho']:.3f} | {c['rho_p']:.3g} | {sec} |")
     lines += ["", "## Noise floor (same arch, another training seed)", "",
               "| arch | PSNR-Y seed A | PSNR-Y seed B | abs diff (dB) |", "|---|---|---|---|"]
     lines += [f"| `{n['arch']}` | {n['psnr_seed_a']:.3f} | {n['psnr_seed_b']:.3f} | {n['abs_diff']:.3f} |"
               for n in data["noise_floor"]]
+    psnr = [r["psnr_y"] for r in base]
+    others = [r["psnr_y"] for r in base if r["gmacs"] != min(b["gmacs"] for b in base)]
+    lines += ["", f"PSNR-Y spread over the {len(base)} archs: {max(psnr) - min(psnr):.3f} dB ({max(others) - min(others):.3f} "
+              "dB without the smallest arch)" + (f"; on the same images bicubic gives {data['references']['bicubic']:.3f} "
+              f"dB and the VAE's own reconstruction {data['references']['vae-recon']:.3f} dB" if "references" in data
+              else "") + (f"; seed noise {min(n['abs_diff'] for n in data['noise_floor']):.3f}-"
+              f"{max(n['abs_diff'] for n in data['noise_floor']):.3f} dB." if data["noise_floor"] else ".")]
     verdict = ("reaches" if best["kendall_tau"] >= 0.5 else "does NOT reach")
     lines += ["", f"Best proxy over these {len(base)} archs: **{best['proxy']}** (tau {best['kendall_tau']:.3f}), which "
               f"{verdict} tau >= 0.5.", ""]
+    if compare is not None:
+        lines += comparison(data, compare)
     planned = s.get("archs")
     if planned and len(base) < planned:
         lines += [f"**Incomplete**: {len(base)} of the {planned} archs finished training before scoring; with so few "
@@ -295,6 +397,9 @@ def main() -> int:
     train.add_argument("--adapt-steps", type=int, default=60)
     train.add_argument("--onestep-steps", type=int, default=40)
     train.add_argument("--batch-size", type=int, default=4)
+    train.add_argument("--adapt-recipe", default="sr_adapt.yaml", help="SR adaptation recipe in experiments/recipes")
+    train.add_argument("--onestep-recipe", default="sr_onestep.yaml", help="one-step recipe in experiments/recipes "
+                       "(sr_x4_compact_onestep.yaml: the quickstart's ground-truth latent L1 + L2 loss)")
     train.add_argument("--crop", type=int, default=64)
     train.add_argument("--max-side", type=int, default=None, help="center-crop evaluation images (default: whole)")
     score = sub.choices["score"]
@@ -304,6 +409,9 @@ def main() -> int:
     score.add_argument("--proxies", type=int, default=len(PROXIES), help="score only the first N evaluator "
                        "configurations of PROXIES (the default distillation evaluator first)")
     score.add_argument("--out", type=Path, default=RESULTS)
+    score.add_argument("--name", default="proxy_validity", help="results file name (OUT/NAME.json, .md)")
+    score.add_argument("--compare", type=Path, help="another run's results JSON (another SR budget): its "
+                       "correlations are tabled next to these")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     return args.func(args)

@@ -26,6 +26,9 @@ any other options change the fingerprint:
 * ``baseline``: ``identity`` (default; ``none`` when a decision of the space has no identity op) or ``none``:
   with ``identity``, ``loss`` becomes the raw relative loss divided by that of the arch whose every block is
   ``identity`` (1.0 = no better than the empty UNet), reported as ``raw_loss`` and ``baseline_loss`` next to it.
+* ``reuse_prefix``: ``true`` (default) or ``false``: keep the prefix memo's block outputs (one per top-level block
+  and validation batch, about one forward's activations per batch). Turn it off when they do not fit beside the
+  UNet on a small GPU; the scores are the same either way, so it is not part of the fingerprint.
 """
 from __future__ import annotations
 
@@ -206,14 +209,14 @@ class DistillationEvaluator(Evaluator):
     name = "distillation"
 
     def __init__(self, supernet: Supernet, validation: ValidationSet, *, surrogates_id: str = "untrained",
-                 options: FidelityOptions | None = None) -> None:
+                 options: FidelityOptions | None = None, reuse_prefix: bool = True) -> None:
         self.supernet = supernet.eval().to(validation.device)
         self.validation, self.surrogates_id = validation, surrogates_id
         self.options = options or ORIGINAL
         if self.options.describe() and validation.alphas_cumprod is None:
             raise ConfigError("options need a validation set built by ValidationSet.build", key="evaluators")
         self._baseline: dict[int | None, float] = {}
-        self.memo: PrefixMemo | None = PrefixMemo(self.supernet.unet, list(self.supernet.blocks))  # None: no reuse
+        self.memo = PrefixMemo(self.supernet.unet, list(self.supernet.blocks)) if reuse_prefix else None
         if self.options.baseline == "identity":
             self.identity = identity_arch(supernet.space)
 
@@ -305,9 +308,13 @@ def fidelity_validation(context: EvaluationContext, options: FidelityOptions) ->
 def distillation_evaluator(context: EvaluationContext, **options: Any) -> DistillationEvaluator:
     """The search's ``distillation`` evaluator: its supernet (with the trained surrogates), validation set and
     options (see the module doc)."""
+    reuse_prefix = options.pop("reuse_prefix", True)
+    if not isinstance(reuse_prefix, bool):
+        raise ConfigError(f"{reuse_prefix!r} is not allowed", key="evaluators.distillation.reuse_prefix",
+                          allowed=[True, False])
     parsed = FidelityOptions.parse(options, 1000)
     if "baseline" not in options and not has_identity_arch(context.space):
         parsed = dataclasses.replace(parsed, baseline="none")  # the default needs an identity op in every decision
     validation = fidelity_validation(context, parsed)
     return DistillationEvaluator(context.get("supernet"), validation, surrogates_id=context.surrogates_id,
-                                 options=parsed)
+                                 options=parsed, reuse_prefix=reuse_prefix)

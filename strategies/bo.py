@@ -1,22 +1,37 @@
 """ε-constrained Bayesian optimisation: minimise the exact cost subject to ``loss <= eps``.
 
-Model: a BoTorch ``SingleTaskGP`` on the (log-)loss of the complete trials, over candidate-index encodings with a
-scaled ARD ``CategoricalKernel`` (``k(x, x') = s * exp(-mean_i [x_i != x'_i] / l_i)``), double precision, inputs
-normalised to the unit cube (``Normalize``, fixed bounds per decision), outcomes standardised (``Standardize``),
-hyperparameters fitted with ``fit_gpytorch_mll``.
+Model: a BoTorch ``SingleTaskGP`` on the (log-)loss of the complete trials (``log_loss``, when every observed loss
+is positive), over candidate-index encodings, double precision, inputs normalised to the unit cube (``Normalize``,
+fixed bounds per decision), outcomes standardised (``Standardize``), hyperparameters fitted with
+``fit_gpytorch_mll``. ``kernel``:
+
+- ``categorical`` (default): a scaled ARD ``CategoricalKernel``, ``k(x, x') = s * exp(-mean_i [x_i != x'_i] / l_i)``.
+  It is a product over decisions: one short fitted lengthscale makes archs that differ in that decision
+  uncorrelated, so with tens of trials most unseen archs get the prior mean and what is learnt about a candidate
+  does not carry over to archs that share it.
+- ``additive``: that kernel plus a scaled sum of one-decision categorical kernels, ``s_a * sum_i exp(-[x_i != x'_i]
+  / m_i)``: a first-order additive term (each candidate's effect is shared by every arch that uses it, as in an
+  additive model over decisions), the joint term for what the decisions do together.
+
+``log_loss: false`` models the loss itself. The log helps when losses span decades, but a loss that is numerically
+zero (an arch that keeps every teacher block, or differs only where the loss barely moves: ``1e-7``) becomes an
+outlier tens of standard deviations below the rest, and a loss of exactly 0 switches the model to the raw loss
+mid-run.
 
 Acquisition (cost is exact, only the loss is modelled), for one ``eps``::
 
     a(x) = max(0, c_best - c(x)) * P(loss(x) <= eps)      c_best: cheapest complete, feasible trial with loss <= eps
     a(x) = P(loss(x) <= eps)                               when no such trial exists yet (or no a(x) > 0)
 
-``P`` is the GP posterior probability of the latent (log-)loss being below the (log-)threshold. It is maximised over
-a candidate pool: the whole unseen feasible space when it has at most ``pool`` archs, otherwise ``pool / 2`` random
-feasible archs plus mutations (1-2 changes) of incumbents (the cheapest archs under each eps and the lowest-loss
-ones), minus archs already asked. A batch is the top-``n`` distinct pool archs, slot ``j`` scored with the next eps
-of the cycle (a list of eps values is cycled through across asks, tracing the front). An eps that no longer
-constrains (a trial under it is as cheap as anything left) leaves the cycle; when none is left, the observed front's
-losses take their place. The first ``initial`` archs are uniformly random feasible ones.
+``P`` is the GP posterior probability of the latent (log-)loss being below the (log-)threshold. A batch is the
+top-``n`` distinct pool archs, slot ``j`` scored with the next eps of the cycle (a list of eps values is cycled
+through across asks, tracing the front). An eps that no longer constrains (a trial under it is as cheap as anything
+left) leaves the cycle; when none is left, the observed front's losses take their place.
+
+The acquisition is maximised over a candidate pool: the whole unseen feasible space when it has at most ``pool``
+archs, otherwise ``pool / 2`` random feasible archs plus mutations (1-2 changes) of incumbents (the cheapest archs
+under each eps and the lowest-loss ones), minus archs already asked. The first ``initial`` archs are uniformly
+random feasible ones.
 
 Hyperparameters: each fit starts from the previous fit's (warm start), and they are refitted only once the complete
 trials have grown by ``refit_growth`` (a fraction) since the last fit; in between, the GP is conditioned on all
@@ -28,7 +43,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pydantic
@@ -40,7 +55,7 @@ from botorch.models.kernels.categorical import CategoricalKernel
 from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
 from gpytorch.constraints import GreaterThan
-from gpytorch.kernels import ScaleKernel
+from gpytorch.kernels import AdditiveKernel, Kernel, ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from tocsr_nas.errors import ConfigError
@@ -72,6 +87,7 @@ class BOOptions(pydantic.BaseModel, extra="forbid"):
     log_loss: bool = True  # model log(loss) when every observed loss is positive
     skip_void_eps: bool = True  # drop an eps from the cycle once it no longer constrains (see _active_eps)
     refit_growth: float = pydantic.Field(0.2, ge=0)  # refit the hyperparameters when the trials grew by this fraction
+    kernel: Literal["categorical", "additive"] = "categorical"  # see the module docstring
 
     @pydantic.field_validator("eps")
     @classmethod
@@ -167,9 +183,19 @@ class EpsConstrainedBO(Strategy):
         d = len(self.cardinalities)
         bounds = torch.zeros(2, d, dtype=torch.float64)
         bounds[1] = torch.tensor(np.maximum(self.cardinalities - 1, 1), dtype=torch.float64)
-        kernel = ScaleKernel(CategoricalKernel(ard_num_dims=d, lengthscale_constraint=GreaterThan(1e-6)))
+        kernel = self._decision_kernel(d)
         return SingleTaskGP(x, y, covar_module=kernel, input_transform=Normalize(d, bounds=bounds),
                             outcome_transform=Standardize(m=1))
+
+    def _decision_kernel(self, d: int) -> Kernel:
+        """The kernel over the ``d`` candidate-index columns (see ``kernel`` in the module docstring)."""
+        joint = ScaleKernel(CategoricalKernel(ard_num_dims=d, active_dims=tuple(range(d)),
+                                              lengthscale_constraint=GreaterThan(1e-6)))
+        if self.options.kernel == "categorical":
+            return joint
+        additive = ScaleKernel(AdditiveKernel(*[
+            CategoricalKernel(active_dims=(i,), lengthscale_constraint=GreaterThan(1e-6)) for i in range(d)]))
+        return additive + joint
 
     def _posterior(self, complete: list[Observation], pool: list[Key]) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of the latent (log-)loss at ``pool``, shape ``(len(pool),)``."""

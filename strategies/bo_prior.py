@@ -8,12 +8,13 @@ strategy as ``Problem.candidate_errors`` (per decision, per candidate, summed ov
 
 and enters the GP twice: as an input column next to the candidate indices, and through the prior mean
 ``m(x) = b + w * z(x)`` (``b``, ``w`` fitted with the kernel hyperparameters by marginal likelihood). The kernel is
-``s1 * CategoricalKernel(indices) + s2 * RBF(z)``: the mean carries the prior's trend, the RBF term a smooth bend
-of it, the categorical term what the prior misses. So after a few trials the model already ranks unseen archs by
-the prior, where ``bo`` knows nothing of an arch that shares no decisions with the trials.
+``bo``'s kernel over the indices (``kernel``: categorical, or additive + categorical) ``+ s2 * RBF(z)``: the mean
+carries the prior's trend, the RBF term a smooth bend of it, the index kernel what the prior misses. So after a few
+trials the model already ranks unseen archs by the prior, where ``bo`` knows nothing of an arch that shares no
+decisions with the trials.
 
 Without candidate errors (a search without a surrogates folder) it is exactly ``bo`` (a warning says so).
-Everything else (eps cycle, acquisition, pool, initial design) is ``bo``'s (:mod:`strategies.bo`).
+Everything else (options, eps cycle, acquisition, pool, initial design) is ``bo``'s (:mod:`strategies.bo`).
 """
 from __future__ import annotations
 
@@ -23,10 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 from botorch.models import SingleTaskGP
-from botorch.models.kernels.categorical import CategoricalKernel
 from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
-from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import RBFKernel, ScaleKernel
 from gpytorch.means import Mean
 
@@ -101,8 +100,6 @@ class PriorBO(EpsConstrainedBO):
         bounds[1, :d] = torch.tensor(np.maximum(self.cardinalities - 1, 1), dtype=torch.float64)
         low, high = self.z_bounds
         bounds[0, d], bounds[1, d] = low, max(high, low + 1e-9)
-        kernel = (ScaleKernel(CategoricalKernel(ard_num_dims=d, active_dims=tuple(range(d)),
-                                                lengthscale_constraint=GreaterThan(1e-6)))
-                  + ScaleKernel(RBFKernel(active_dims=(d,))))
+        kernel = self._decision_kernel(d) + ScaleKernel(RBFKernel(active_dims=(d,)))
         return SingleTaskGP(x, y, covar_module=kernel, mean_module=PriorMean(d),
                             input_transform=Normalize(d + 1, bounds=bounds), outcome_transform=Standardize(m=1))

@@ -3,11 +3,13 @@
 Each is built through its registered factory from a search's evaluation context."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from evaluators import available_evaluators, make_evaluator
 from evaluators.context import EvaluationContext
 from evaluators.distillation import ValidationSet
+from tocsr_nas.errors import ConfigError
 from tocsr_nas.profiling.cost_table import build_cost_table
 from tocsr_nas.search.components import validation_latents
 from tocsr_nas.search.config import ValidationConfig
@@ -59,3 +61,14 @@ def test_the_suite_catches_a_nondeterministic_evaluator(context, micro_space) ->
 
     with pytest.raises(AssertionError, match="the same arch gave other metrics"):
         check_evaluator(Drifting(context.get("cost_table")), micro_space)
+
+
+def test_distillation_reuse_prefix_can_be_turned_off_without_changing_scores(context, micro_space) -> None:
+    reusing = make_evaluator("distillation", context=context)
+    plain = make_evaluator("distillation", context=context, reuse_prefix=False)
+    assert reusing.memo is not None and plain.memo is None
+    arch = micro_space.sample(np.random.default_rng(0))
+    assert reusing.evaluate(arch) == plain.evaluate(arch)
+    assert reusing.fingerprint == plain.fingerprint  # the memo is not part of what a score means
+    with pytest.raises(ConfigError, match="reuse_prefix"):
+        make_evaluator("distillation", context=context, reuse_prefix="no")

@@ -4,8 +4,9 @@ the VAE's ceiling, its light-VAE path, the SR diffusion model it came from (opti
 1. Quality (standard protocol, :mod:`tocsr_nas.sr.evaluate`): PSNR/SSIM on Y, ``scale`` px shaved, bicubic LR,
    whole images, per image and mean, for ``bicubic``, ``vae-recon`` (the VAE's ceiling for direct decoding), the
    one-step model in every ``--output-modes`` mode, its light-VAE path (when the model has one: the light
-   decoder's PSNR cost), the K-step SR diffusion model (``--diffusion``, ``--steps``) and a trained teacher-sized
-   one-step model (``--onestep-teacher``).
+   decoder's PSNR cost), the K-step SR diffusion model (``--diffusion``, ``--steps``: residual-shifting sampling
+   steps, at most its schedule's) and a trained teacher-sized one-step model (``--onestep-teacher``).
+   ``--diffusion-only`` keeps bicubic and the diffusion model (a quicker run for the multi-step model).
 2. Latency in one run, same threads, at ``--latency-size`` LR px (and ``--large-size`` with ``--tile`` tiling):
    the one-step compact model (its own output mode, ``direct``, and the light VAE), the SR diffusion model at
    ``--latency-steps`` DDIM steps (with ``--diffusion``), and teacher-sized one-step and ``--latency-steps``
@@ -46,6 +47,7 @@ from tocsr_nas.sr.evaluate import (  # noqa: E402
     write_csv,
 )
 from tocsr_nas.sr.model import SRModel, load_sr_model  # noqa: E402
+from tocsr_nas.sr.shift import ShiftConfig  # noqa: E402
 from tocsr_nas.sr.shipped import resolve_sr_model  # noqa: E402
 from tocsr_nas.teachers import load_teacher  # noqa: E402
 
@@ -57,7 +59,7 @@ def teacher_sized(like: SRModel, teacher: str, kind: str | None = None) -> SRMod
     if kind is None or kind == like.kind:
         return dataclasses.replace(like, net=net)
     return dataclasses.replace(like, net=net, kind=kind, timestep=200 if kind == "sr-onestep" else None,
-                               start_timestep=None)
+                               shift=ShiftConfig() if kind == "sr-diffusion" else None)
 
 
 def params(module: torch.nn.Module) -> int:
@@ -99,9 +101,13 @@ def main() -> int:
                         help="output modes to evaluate the models in (see tocsr_nas.sr.pipeline.to_pixels)")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--diffusion-only", action="store_true",
+                        help="quality rows: bicubic and the --diffusion model only (no one-step or VAE rows)")
     parser.add_argument("--name", default="sr_quality",
                         help="results name: OUT/NAME.json and .md (e.g. sr_quality_latency for a latency-only run)")
     args = parser.parse_args()
+    if args.diffusion_only and args.diffusion is None:
+        parser.error("--diffusion-only needs --diffusion")
     torch.set_num_threads(args.threads)
 
     onestep_dir = resolve_sr_model(args.onestep)
@@ -120,12 +126,12 @@ def main() -> int:
     markdown = "Command: `python " + " ".join(sys.argv) + "`\n\n"
     summary: list[dict] = []
     if not args.skip_quality and args.data:
-        methods = reference_methods(args.scale, onestep.vae)
-        for mode in args.output_modes:
+        methods = reference_methods(args.scale, None if args.diffusion_only else onestep.vae)
+        for mode in [] if args.diffusion_only else args.output_modes:
             methods[f"onestep-compact/{mode}"] = model_method(onestep, output=mode)
-        if onestep.light is not None:
+        if onestep.light is not None and not args.diffusion_only:
             methods["onestep-compact/light"] = model_method(onestep, light=True)
-        if args.onestep_teacher:
+        if args.onestep_teacher and not args.diffusion_only:
             methods["onestep-teacher-sized"] = model_method(big)
         for steps in args.steps if diffusion is not None else []:
             for mode in args.output_modes:
@@ -189,7 +195,7 @@ def main() -> int:
                         "ssim difference": small["ssim_y"] - large["ssim_y"] if small and large else "",
                         "params ratio": data["params"]["onestep-teacher-sized"] / data["params"]["onestep-compact"],
                         "GMACs ratio": costs["teacher-sized"]["unet"] / costs["onestep-compact"]["unet"]})
-    if compare:
+    if compare and not args.diffusion_only:
         markdown += "\n## Compact vs teacher-sized one-step (same recipe)\n\n" + markdown_table(compare)
     json_path, md_path = write_results(args.name, data, markdown, args.out)
     print(markdown)

@@ -2,8 +2,8 @@
 
 The arch is extracted from the supernet (with its distilled surrogates) and adapted to x4 SR by the shared
 ``sr-adapt`` recipe (:func:`tocsr_nas.sr.train.run_sr_adapt`: LR latent as zero-initialised input channels,
-epsilon-prediction fine-tuning, timesteps up to ``start_timestep``) for ``steps`` steps; the SR diffusion model is
-then scored by PSNR-Y (``diffusion_steps`` DDIM steps from the noised LR latent) on center crops of images that
+residual-shifting fine-tuning, :mod:`tocsr_nas.sr.shift`) for ``steps`` steps; the SR diffusion model is
+then scored by PSNR-Y (``diffusion_steps`` sampling steps from the LR latent) on center crops of images that
 the adaptation never sees. Training and held-out images are a fixed split of scikit-image's built-in photographs
 (``HELD_OUT`` are held out; no evaluation set such as CSet5/CSet14/BSD68 is used, so nothing is tuned on them).
 
@@ -38,7 +38,7 @@ from .generation import check_options
 
 HELD_OUT = ("chelsea.png", "coffee.png")
 OPTIONS = {"steps": 40, "batch_size": 4, "crop": 64, "eval_crop": 128, "diffusion_steps": 4, "seed": 0,
-           "start_timestep": 250, "threads": 1}
+           "threads": 1}
 SCORE_FILE = "sr_proxy.json"
 
 
@@ -69,7 +69,7 @@ class SRProxyEvaluator(Evaluator):
         o = self.options
         return validate(SRAdaptRecipe, {
             "backbone": {"teacher": self.teacher, "compact": str(compact)}, "vae": self.vae, "scale": 4,
-            "start_timestep": o["start_timestep"], "data": {"source": str(images), "crop_size": o["crop"]},
+            "data": {"source": str(images), "crop_size": o["crop"]},
             "loop": {"steps": o["steps"], "batch_size": o["batch_size"], "lr": 5e-4, "warmup_steps": min(10, o["steps"]),
                      "checkpoint_every": o["steps"], "log_every": max(1, o["steps"] // 4), "seed": o["seed"],
                      "num_threads": o["threads"], "ema_decay": None}}, source="sr-proxy")

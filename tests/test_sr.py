@@ -23,7 +23,8 @@ from tocsr_nas.sr.colorfix import adain_fix, low_frequency, wavelet_fix
 from tocsr_nas.sr.evaluate import evaluate_files, reference_methods
 from tocsr_nas.sr.metrics import psnr_y, rgb_to_y, ssim_y
 from tocsr_nas.sr.model import SRModel, load_sr_model, save_sr_model
-from tocsr_nas.sr.pipeline import ddim_timesteps, upsample_lr, upscale_image
+from tocsr_nas.sr.pipeline import upsample_lr, upscale_image
+from tocsr_nas.sr.shift import ShiftConfig
 from tocsr_nas.sr.tiling import tile_starts, tiled_apply
 from tocsr_nas.sr.train import SRAdaptRecipe, SROneStepRecipe, run_sr_adapt, run_sr_onestep
 from tocsr_nas.supernet import Supernet
@@ -60,7 +61,8 @@ def _model(micro_teacher, micro_vae, kind: str = "sr-onestep", zero_out: bool = 
         torch.nn.init.zeros_(net.unet.conv_out.weight)
         torch.nn.init.zeros_(net.unet.conv_out.bias)
     return SRModel(net=net.eval(), vae=micro_vae, scheduler=DDPMScheduler(), kind=kind, scale=4,
-                   timestep=200 if kind == "sr-onestep" else None)
+                   timestep=200 if kind == "sr-onestep" else None,
+                   shift=ShiftConfig(steps=5) if kind == "sr-diffusion" else None)
 
 
 @pytest.fixture(scope="module")
@@ -308,12 +310,11 @@ def test_recipes_train_resume_and_export(vae_dir, tmp_path, micro_space_path):
     adapt = SRAdaptRecipe.model_validate({
         "backbone": {"teacher": str(MICRO_TEACHER), "space": str(micro_space_path),
                      "arch": "down:R=slim(width=0.5),A=lin;mid:R=T,A=T;up:R=I,A=T"},
-        "vae": str(vae_dir), "scale": 4, "start_timestep": 300, "data": {"source": "builtin", "crop_size": 32}, "loop": LOOP})
+        "vae": str(vae_dir), "scale": 4, "shift": {"steps": 5, "kappa": 0.5}, "data": {"source": "builtin", "crop_size": 32},
+        "loop": LOOP})
     summary = run_sr_adapt(adapt, tmp_path / "adapt")
     diffusion = load_sr_model(summary["model"], kind="sr-diffusion")
-    assert isinstance(diffusion.net.unet, CompactUNet) and diffusion.start_timestep == 300
-    _, timesteps = ddim_timesteps(diffusion.scheduler, 5, 300)
-    assert len(timesteps) == 5 and int(timesteps.max()) <= 300
+    assert isinstance(diffusion.net.unet, CompactUNet) and diffusion.shift == ShiftConfig(steps=5, kappa=0.5)
     onestep = SROneStepRecipe.model_validate({
         "init": summary["model"], "timestep": 100, "teacher_steps": 2, "data": {"source": "builtin", "crop_size": 32},
         "loop": {**LOOP, "steps": 3}, "loss": {"adversarial": 0.1, "disc_channels": 4, "latent_l1": 1.0}})
@@ -330,8 +331,10 @@ def test_recipes_train_resume_and_export(vae_dir, tmp_path, micro_space_path):
 
 def test_recipe_files_validate_and_bad_values():
     root = Path(__file__).resolve().parents[1] / "experiments" / "recipes"
-    SRAdaptRecipe.model_validate(yaml.safe_load((root / "sr_adapt.yaml").read_text()))
-    SROneStepRecipe.model_validate(yaml.safe_load((root / "sr_onestep.yaml").read_text()))
+    models = {"sr-adapt": SRAdaptRecipe, "sr-onestep": SROneStepRecipe}
+    recipes = [yaml.safe_load(path.read_text()) for path in sorted(root.glob("sr_*.yaml"))]
+    checked = [models[r["recipe"]].model_validate(r) for r in recipes if r["recipe"] in models]
+    assert len(checked) >= 5  # sr_adapt, sr_onestep, sr_x4_compact_{adapt,onestep}, sr_x4_diffusion
     from tocsr_nas.config_io import validate
 
     with pytest.raises(ConfigError, match="scale"):

@@ -3,15 +3,17 @@
 A folder holds
 
 * ``sr_model.json``: ``{"format": "tocsr-nas/sr-model", "version", "kind", "scale", "lr_channels",
-  "timestep", "start_timestep", "output", "backbone": {"type": "unet"|"compact", "unet_config", "choices"?, "meta"?, "plugins"?}, "context_shape",
+  "timestep", "shift", "output", "backbone": {"type": "unet"|"compact", "unet_config", "choices"?, "meta"?, "plugins"?}, "context_shape",
   "scheduler": {DDPMScheduler config}, "vae": {"folder": "vae", "sha256": ...}, "info": {...}}``;
 * ``model.safetensors``: the adapted UNet (``unet.*``) and its context (``context``);
 * ``vae/``: the VAE (``vae.json`` + ``vae.safetensors``), copied in so the folder is self-contained;
 * ``light/`` (optional): a light encoder/decoder distilled from the VAE (:mod:`.light_vae`), recorded with its
   sha256 under ``"light"``.
 
-``kind`` is ``sr-diffusion`` (K-step DDIM sampling, epsilon prediction) or ``sr-onestep`` (one call at the
-fixed ``timestep``). ``output`` is how pixels are made from the predicted latent ``z``: ``direct`` decodes it;
+``kind`` is ``sr-diffusion`` (K-step sampling of the residual-shifting process recorded under ``shift``, see
+:mod:`.shift`) or ``sr-onestep`` (one call at the fixed ``timestep``). Folders of sr-diffusion models written
+before the residual-shifting process (``start_timestep`` instead of ``shift``) still load, e.g. as a one-step
+model's initialisation, but cannot be sampled. ``output`` is how pixels are made from the predicted latent ``z``: ``direct`` decodes it;
 ``residual`` adds the decoded change to the bicubic image, ``bicubic + D(z) - D(z_LR)``, so the VAE's own
 reconstruction error largely cancels (see :func:`~tocsr_nas.sr.pipeline.to_pixels`). Loading rebuilds the UNet from the JSON alone (never executes code from the folder) and
 refuses a folder of another format or kind with a one-line :class:`~tocsr_nas.errors.ConfigError`.
@@ -23,6 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from safetensors.torch import save_file
@@ -35,6 +38,7 @@ from ..training.checkpoint import sha256_file
 from ..vae import VAE_WEIGHTS_FILE, load_vae, save_vae
 from .adapt import SRUNet, widen_conv_in
 from .light_vae import LIGHT_WEIGHTS, LightVAE, load_light_vae, save_light_vae
+from .shift import ShiftConfig
 
 FORMAT = "tocsr-nas/sr-model"
 FORMAT_VERSION = 1
@@ -50,8 +54,8 @@ OUTPUTS = ("direct", "residual")
 class SRModel:
     """Everything needed to super-resolve: the adapted net, its VAE and schedule, the scale and the kind.
 
-    ``timestep`` is the fixed timestep of a one-step model (``None`` for a diffusion model); ``start_timestep`` is
-    where a diffusion model's sampling starts from the noised LR latent (``None``: from pure noise at ``T``).
+    ``timestep`` is the fixed timestep of a one-step model (``None`` for a diffusion model); ``shift`` is a
+    diffusion model's residual-shifting schedule (``None`` only in folders written before it: not sampleable).
     """
 
     net: SRUNet
@@ -60,7 +64,7 @@ class SRModel:
     kind: str
     scale: int
     timestep: int | None = None
-    start_timestep: int | None = None
+    shift: ShiftConfig | None = None
     output: str = "direct"
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     light: LightVAE | None = None  # a light encoder/decoder distilled from ``vae`` (the fast path), if any
@@ -107,7 +111,8 @@ def save_sr_model(model: SRModel, folder: str | Path, dtype: torch.dtype = torch
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT, "kind": model.kind})
         config = {
             "format": FORMAT, "version": FORMAT_VERSION, "kind": model.kind, "scale": model.scale,
-            "timestep": model.timestep, "start_timestep": model.start_timestep, "output": model.output,
+            "timestep": model.timestep, "shift": None if model.shift is None else model.shift.model_dump(),
+            "output": model.output,
             "lr_channels": lr_channels, "backbone": _backbone_json(model.net),
             "context_shape": list(model.net.context.shape),
             "scheduler": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.scheduler.config).items()
@@ -154,6 +159,15 @@ def _build_net(config: dict[str, Any], path: Path) -> SRUNet:
         raise ConfigError(f"invalid backbone ({type(err).__name__}: {err})", source=path, key="backbone") from None
 
 
+def _shift(config: dict[str, Any], path: Path) -> ShiftConfig | None:
+    if config.get("shift") is None:
+        return None
+    try:
+        return ShiftConfig.model_validate(config["shift"])
+    except pydantic.ValidationError as err:
+        raise ConfigError(f"invalid shift schedule ({err.errors()[0]['msg']})", source=path, key="shift") from None
+
+
 def load_sr_model(folder: str | Path, kind: str | None = None) -> SRModel:
     """Load an SR model folder (weights verified against the recorded sha256); ``kind`` restricts what is accepted."""
     folder = Path(folder)
@@ -191,7 +205,7 @@ def load_sr_model(folder: str | Path, kind: str | None = None) -> SRModel:
     if not isinstance(scale, int) or scale < 1:
         raise ConfigError(f"invalid scale {scale!r}", source=path, key="scale", allowed="a positive integer")
     return SRModel(net=net.eval(), vae=vae.eval(), scheduler=scheduler, kind=config["kind"], scale=scale,
-                   timestep=config.get("timestep"), start_timestep=config.get("start_timestep"),
+                   timestep=config.get("timestep"), shift=_shift(config, path),
                    output=config.get("output", "direct"),
                    info=dict(config.get("info", {})), light=light)
 

@@ -1,10 +1,10 @@
-"""SR inference: K-step DDIM sampling conditioned on the LR latent, one-step prediction, whole-image upscaling.
+"""SR inference: K-step residual-shifting sampling from the LR latent, one-step prediction, whole-image upscaling.
 
 Latent conventions: the LR image is upsampled (MATLAB bicubic) to the HR size and encoded by the VAE
 (posterior mean times ``scaling_factor``); the SR net sees ``noisy HR latent ++ LR latent``.
 
-* ``sr-diffusion``: epsilon prediction; :func:`ddim_latent` runs DDIM (``eta = 0``) from seeded noise, or, when
-  the model has a ``start_timestep``, from the LR latent noised to that timestep (SDEdit-style).
+* ``sr-diffusion``: the residual-shifting process of :mod:`.shift` (x0 read through the schedule), sampled
+  deterministically from the LR latent plus seeded noise (:func:`~.shift.sample_latent`).
 * ``sr-onestep``: one call at the fixed timestep ``t`` with ``x_t = sqrt(abar_t) * z_LR`` (no noise); the
   output is read through the schedule's x0 formula, ``x0 = (x_t - sqrt(1 - abar_t) * out) / sqrt(abar_t)``,
   i.e. ``x0 = z_LR - sqrt((1 - abar_t) / abar_t) * out``. This fixed affine map makes the student's output an
@@ -24,6 +24,7 @@ from .adapt import SRUNet
 from .colorfix import color_fix
 from .light_vae import LightVAE
 from .model import SRModel
+from .shift import sample_latent
 from .tiling import tiled_apply
 
 Codec = AutoencoderKL | LightVAE  # what turns images into scaled latents and back
@@ -65,46 +66,26 @@ def onestep_latent(net: SRUNet, scheduler: DDPMScheduler, timestep: int, lr_late
     return (sample - (1 - abar).sqrt() * out) / abar.sqrt()
 
 
-def ddim_timesteps(scheduler: DDPMScheduler, steps: int, start: int | None = None) -> tuple[DDIMScheduler, torch.Tensor]:
-    """A DDIM scheduler and the (at most ``steps``) timesteps to run, all ``<= start`` when ``start`` is given.
-
-    With ``start``, the schedule is made fine enough that about ``steps`` of its timesteps fall in ``[0, start]``.
-    """
+def ddim_timesteps(scheduler: DDPMScheduler, steps: int) -> tuple[DDIMScheduler, torch.Tensor]:
+    """A DDIM scheduler of ``scheduler``'s config and its ``steps`` timesteps (for unconditional generation)."""
     ddim = DDIMScheduler.from_config(scheduler.config)
-    total = int(scheduler.config.num_train_timesteps)
-    ddim.set_timesteps(steps if start is None else min(total, max(steps, round(steps * total / (start + 1)))))
-    timesteps = ddim.timesteps if start is None else ddim.timesteps[ddim.timesteps <= start][:steps]
-    return ddim, timesteps
-
-
-@torch.no_grad()
-def ddim_latent(net: SRUNet, scheduler: DDPMScheduler, lr_latent: torch.Tensor, steps: int,
-                noise: torch.Tensor, start: int | None = None) -> torch.Tensor:
-    """The HR latent from ``steps`` DDIM steps (``eta = 0``).
-
-    Without ``start`` sampling begins at pure ``noise``; with ``start`` (SDEdit-style, as SR models usually do)
-    it begins at the LR latent noised to the first timestep ``<= start``.
-    """
-    ddim, timesteps = ddim_timesteps(scheduler, steps, start)
-    if start is None:
-        latents = noise * ddim.init_noise_sigma
-    else:
-        latents = scheduler.add_noise(lr_latent, noise, timesteps[:1])
-    for t in timesteps:
-        eps = net(ddim.scale_model_input(latents, t), lr_latent, t.expand(len(latents)).to(latents.device))
-        latents = ddim.step(eps, t, latents, eta=0.0).prev_sample
-    return latents
+    ddim.set_timesteps(steps)
+    return ddim, ddim.timesteps
 
 
 @torch.no_grad()
 def predict_latent(model: SRModel, lr_latent: torch.Tensor, *, steps: int = 50,
                    noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The HR latent for ``lr_latent``: one call (one-step model) or ``steps`` DDIM steps (diffusion model)."""
+    """The HR latent for ``lr_latent``: one call (one-step model) or ``steps`` sampling steps (diffusion model)."""
     if model.kind == "sr-onestep":
         return onestep_latent(model.net, model.scheduler, int(model.timestep), lr_latent)
+    if model.shift is None:
+        raise ConfigError("this sr-diffusion model predates the residual-shifting process (no 'shift' in its "
+                          "sr_model.json) and cannot be sampled; retrain it with `tocsr-nas train-sr adapt`",
+                          key="shift")
     if noise is None:
         noise = torch.randn(lr_latent.shape, generator=generator)
-    return ddim_latent(model.net, model.scheduler, lr_latent, steps, noise, model.start_timestep)
+    return sample_latent(model.net, model.shift, model.scheduler, lr_latent, steps, noise)
 
 
 def upsample_lr(lr: torch.Tensor, scale: int) -> torch.Tensor:
@@ -162,4 +143,4 @@ def upscale_image(model: SRModel, lr: torch.Tensor, *, steps: int = 50, tile: in
     return color_fix(output, upsampled, fix)
 
 
-__all__ = ["Codec", "ddim_latent", "ddim_timesteps", "decode", "encode", "onestep_latent", "predict_latent", "to_pixels", "upsample_lr", "upscale_image"]
+__all__ = ["Codec", "ddim_timesteps", "decode", "encode", "onestep_latent", "predict_latent", "to_pixels", "upsample_lr", "upscale_image"]

@@ -1,12 +1,12 @@
 """SR recipes for the shared training loop: SR adaptation (``sr-adapt``) and one-step distillation (``sr-onestep``).
 
 * ``sr-adapt``: a UNet (the teacher, a compact UNet folder, or an arch extracted from the supernet) gets the LR
-  latent as zero-initialised extra input channels and is fine-tuned as a conditional latent diffusion model
-  (epsilon prediction, MSE, timesteps up to ``start_timestep``) on seeded HR/LR pairs. Exports an
-  ``sr-diffusion`` model folder to ``out/model``.
+  latent as zero-initialised extra input channels and is fine-tuned as a residual-shifting diffusion model
+  (:mod:`.shift`: the process runs from the HR to the LR latent, x0 read through the schedule, MSE on x0) on
+  seeded HR/LR pairs. Exports an ``sr-diffusion`` model folder to ``out/model``.
 * ``sr-onestep``: a student initialised from an ``sr-diffusion`` folder predicts the HR latent in one call at a
-  fixed timestep (see :mod:`.pipeline`). Losses (weights in the recipe): L1/L2 to the multi-step teacher's DDIM
-  output latent for the same LR input, to the ground-truth latent, to the HR pixels (through the frozen VAE, made
+  fixed timestep (see :mod:`.pipeline`). Losses (weights in the recipe): L1/L2 to the multi-step teacher's sampled
+  output latent (``teacher_steps`` steps of its own sampler) for the same LR input, to the ground-truth latent, to the HR pixels (through the frozen VAE, made
   as the ``output`` mode makes them: ``direct`` or ``residual``, see :func:`~.pipeline.to_pixels`), optionally LPIPS (local weight files) and a non-saturating adversarial loss from a small patch
   discriminator. Exports an ``sr-onestep`` model folder to ``out/model``.
 
@@ -40,7 +40,8 @@ from ..vae import encode_latents, load_vae
 from .adapt import SRUNet, adapt_unet
 from .data import SRPairDataset, split_pair
 from .model import SRModel, load_sr_model, save_sr_model
-from .pipeline import ddim_latent, onestep_latent, to_pixels
+from .pipeline import onestep_latent, to_pixels
+from .shift import ShiftConfig, add_shift_noise, predict_hr_latent, sample_latent
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,7 @@ class SRAdaptRecipe(pydantic.BaseModel, extra="forbid"):
     loop: LoopConfig
     scheduler: SchedulerConfig | None = None  # default: the teacher's training schedule (or the DDPM default)
     output: Literal["direct", "residual"] = "residual"  # pixels from the latent at inference (see .pipeline)
-    # Training timesteps are drawn from [0, start_timestep]; sampling starts from the LR latent noised to it.
-    # null: the whole schedule, and sampling from pure noise.
-    start_timestep: int | None = pydantic.Field(None, ge=0)
+    shift: ShiftConfig = ShiftConfig()  # the residual-shifting process, trained and sampled (see .shift)
 
 
 class OneStepLoss(pydantic.BaseModel, extra="forbid"):
@@ -95,7 +94,7 @@ class SROneStepRecipe(pydantic.BaseModel, extra="forbid"):
     recipe: Literal["sr-onestep"] = "sr-onestep"
     init: str | None = None  # sr-diffusion model folder: the student's init and the multi-step teacher (required)
     timestep: int = pydantic.Field(200, ge=0)
-    teacher_steps: int = pydantic.Field(20, gt=0)  # DDIM steps of the teacher's targets
+    teacher_steps: int = pydantic.Field(20, gt=0)  # sampling steps of the teacher's targets
     output: Literal["direct", "residual"] = "residual"  # pixels from the latent (pixel losses and inference)
     degradation: str | dict[str, Any] = "bicubic"
     data: DataConfig = DataConfig()
@@ -137,24 +136,21 @@ def _scheduler(recipe: SRAdaptRecipe) -> DDPMScheduler:
 
 
 class SRDiffusionTask:
-    """Epsilon-prediction MSE of the adapted UNet on HR latents, conditioned on the LR latents."""
+    """The residual-shifting objective (:mod:`.shift`): MSE of the predicted HR latent at a uniform step."""
 
-    def __init__(self, net: SRUNet, vae: AutoencoderKL, scheduler: DDPMScheduler,
-                 max_timestep: int | None = None) -> None:
+    def __init__(self, net: SRUNet, vae: AutoencoderKL, scheduler: DDPMScheduler, shift: ShiftConfig) -> None:
         self.model: nn.Module = net
-        self.vae, self.scheduler = vae.eval().requires_grad_(False), scheduler
+        self.vae, self.scheduler, self.shift = vae.eval().requires_grad_(False), scheduler, shift
         self.frozen: tuple[nn.Module, ...] = (self.vae,)
-        limit = int(scheduler.config.num_train_timesteps)
-        self.num_timesteps = limit if max_timestep is None else min(limit, max_timestep + 1)
 
     def loss(self, model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        """Denoising MSE of one batch of ``HR ++ upsampled LR`` pairs."""
+        """x0 MSE of one batch of ``HR ++ upsampled LR`` pairs."""
         hr, lr_up = split_pair(batch)
         hr_latent, lr_latent = encode_latents(self.vae, hr), encode_latents(self.vae, lr_up)
         noise = torch.randn(hr_latent.shape, generator=generator).to(hr_latent.device)
-        timesteps = torch.randint(0, self.num_timesteps, (len(hr),), generator=generator)
-        noisy = self.scheduler.add_noise(hr_latent, noise, timesteps)
-        loss = F.mse_loss(model(noisy, lr_latent, timesteps.to(hr.device)), noise)
+        index = torch.randint(0, self.shift.steps, (len(hr),), generator=generator).to(hr.device)
+        sample = add_shift_noise(self.shift, hr_latent, lr_latent, noise, index)
+        loss = F.mse_loss(predict_hr_latent(model, self.shift, self.scheduler, sample, lr_latent, index), hr_latent)
         return loss, {"loss": loss.item()}
 
 
@@ -177,14 +173,14 @@ def run_sr_adapt(recipe: SRAdaptRecipe, out_dir: str | Path, *, resume: bool = T
     dataset = SRPairDataset(resolve_image_files(recipe.data.source), recipe.data.crop_size,
                             loop.steps * loop.batch_size, degradation, loop.seed, recipe.data.flips)
     net = adapt_unet(unet, context)
-    task = SRDiffusionTask(net, vae, scheduler, recipe.start_timestep)
+    task = SRDiffusionTask(net, vae, scheduler, recipe.shift)
     result = train(task, dataset, loop, out_dir, resume=resume, stop_after=export_at or stop_after)
     summary: dict[str, Any] = {"recipe": "sr-adapt", "steps": result.step, "resumed_from": result.resumed_from,
                                "wall_s": result.wall_s, "final": result.history[-1] if result.history else {}}
     if result.step >= min(loop.steps, export_at or loop.steps):
         info = {"recipe": recipe.model_dump(), "steps": result.step, "degradation": str(recipe.degradation)}
         model = SRModel(net=result.model, vae=vae, scheduler=scheduler, kind="sr-diffusion", scale=recipe.scale,
-                        start_timestep=recipe.start_timestep, output=recipe.output, info=info)
+                        shift=recipe.shift, output=recipe.output, info=info)
         summary["model"] = str(save_sr_model(model, out_dir / MODEL_DIR))
     return summary
 
@@ -227,7 +223,7 @@ class OneStepTask:
         self.teacher = teacher.net.eval().requires_grad_(False)
         self.vae = teacher.vae.eval().requires_grad_(False)
         self.scheduler, self.timestep, self.teacher_steps = teacher.scheduler, timestep, teacher_steps
-        self.start = teacher.start_timestep
+        self.shift = teacher.shift
         self.weights, self.lpips, self.output = weights, lpips, output
         self.frozen: tuple[nn.Module, ...] = tuple(m for m in (self.teacher, self.vae, lpips) if m is not None)
 
@@ -241,7 +237,7 @@ class OneStepTask:
         terms: dict[str, tuple[float, torch.Tensor]] = {}
         if w.teacher_l1 or w.teacher_l2:
             noise = torch.randn(lr_latent.shape, generator=generator).to(lr_latent.device)
-            target = ddim_latent(self.teacher, self.scheduler, lr_latent, self.teacher_steps, noise, self.start)
+            target = sample_latent(self.teacher, self.shift, self.scheduler, lr_latent, self.teacher_steps, noise)
             terms["teacher_l1"] = (w.teacher_l1, (latent - target).abs().mean())
             terms["teacher_l2"] = (w.teacher_l2, (latent - target).square().mean())
         terms["latent_l1"] = (w.latent_l1, (latent - hr_latent).abs().mean())
@@ -275,6 +271,9 @@ def run_sr_onestep(recipe: SROneStepRecipe, out_dir: str | Path, *, resume: bool
     num_steps = int(teacher.scheduler.config.num_train_timesteps)
     if recipe.timestep >= num_steps:
         raise ConfigError(f"timestep {recipe.timestep} out of range", key="timestep", allowed=f"0..{num_steps - 1}")
+    if (recipe.loss.teacher_l1 or recipe.loss.teacher_l2) and teacher.shift is None:
+        raise ConfigError("teacher targets need an sr-diffusion model with a residual-shifting schedule; this one "
+                          "predates it: retrain it, or set loss.teacher_l1 = loss.teacher_l2 = 0", key="init")
     lpips = None
     if recipe.loss.lpips > 0:
         from .metrics import load_lpips  # noqa: PLC0415 (only with local weight files)

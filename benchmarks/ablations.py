@@ -108,7 +108,7 @@ SIZING: dict[str, list[str]] = {
     "granularity": REDUCED,
     "candidates": REDUCED,
     "distill_loss": REDUCED,
-    "surrogate_budget": [*REDUCED, "sweep={surrogates.steps: [10, 30, 100]}"],
+    "surrogate_budget": [*REDUCED, "sweep={surrogates.steps: [10, 30, 100, 300]}"],
     "distill_input": REDUCED,
 }
 ORDER = ("eps", "strategies", "candidates", "distill_loss", "granularity", "distill_input", "surrogate_budget")

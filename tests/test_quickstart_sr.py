@@ -17,7 +17,7 @@ QUICKSTART = str(Path(__file__).resolve().parents[1] / "experiments" / "quicksta
 def test_quickstart_compares_with_the_shipped_model():
     (_, config), = resolve(QUICKSTART, [])
     assert config.evaluate.models == ["x4-compact"]
-    assert config.onestep.loop.num_threads == config.sr.loop.num_threads == 1
+    assert config.onestep.loop.num_threads == config.sr.loop.num_threads == config.surrogates.num_threads == 2  # sized for 2 cores
 
 
 @pytest.mark.parametrize("override, match", [

@@ -380,6 +380,14 @@ def test_every_network_command_refuses_an_unknown_device_before_anything_is_writ
     assert_refused([*argv, "--device", "tpu"], tmp_path, capsys, match="unknown device 'tpu'")
 
 
+def test_search_refuses_a_bad_device_before_printing_its_eps(micro_space_path: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from .badinput import run_cli
+
+    code = run_cli(["search", "--space", str(micro_space_path), "--out", str(tmp_path / "out"), "--device", "tpu"])
+    assert code == 2 and capsys.readouterr().out == ""
+
+
 # -- a real two-node Ray cluster on this machine (loopback), started and stopped by the tests -------------------
 
 def _free_port(host: str) -> int:

@@ -5,7 +5,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from ..device import add_device_args, device_overrides
+from ..device import add_device_args, device_overrides, resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     from ..search.config import SearchConfig
@@ -92,6 +92,7 @@ def run_search(args: argparse.Namespace) -> int:
     from ..search.results import pareto_trials  # noqa: PLC0415
 
     config = _config(args)
+    resolve_dtype(config.dtype, resolve_device(config.device))  # refused before anything is printed or written
     loss, cost = config.objectives
     print(f"eps (bound on {loss}): {', '.join(f'{e:g}' for e in config.eps)}"
           f"{'' if 'eps' in _given(args) else ' (default)'}; objectives: {loss}, {cost}")

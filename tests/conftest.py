@@ -1,7 +1,9 @@
 """Shared fixtures: a micro SD-like teacher and a search space over it (real diffusers modules, tiny sizes)."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from tocsr_nas.teachers import Teacher, load_teacher
 torch.set_num_threads(1)
 
 DATA = Path(__file__).parent / "data"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MICRO_TEACHER = DATA / "micro-ldm.yaml"
 
 MICRO_SPACE = f"""
@@ -61,3 +64,11 @@ def write_space(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text.replace("{teacher}", str(MICRO_TEACHER)))
     return path
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,25 +1,14 @@
 """benchmarks/proxy_validity.py's statistics (fast: numbers only, no training)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 import numpy as np
 import scipy.stats
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _proxy_validity() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("proxy_validity", REPO / "benchmarks" / "proxy_validity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark
 
 
 def test_resolvable_tau_counts_only_pairs_beyond_the_noise() -> None:
-    resolvable_tau = _proxy_validity().resolvable_tau
+    resolvable_tau = load_benchmark("proxy_validity").resolvable_tau
     psnr = np.array([27.0, 27.01, 27.5, 28.0])
     # the 27.0/27.01 pair is within the margin, so its (discordant) order does not count
     score = np.array([2.0, 1.0, 3.0, 4.0])
@@ -30,7 +19,7 @@ def test_resolvable_tau_counts_only_pairs_beyond_the_noise() -> None:
 
 
 def test_bootstrap_taus_uses_the_same_resamples_for_every_score() -> None:
-    bootstrap_taus = _proxy_validity().bootstrap_taus
+    bootstrap_taus = load_benchmark("proxy_validity").bootstrap_taus
     rng = np.random.default_rng(1)
     psnr = rng.normal(size=12)
     scores = {"a": psnr + rng.normal(scale=0.5, size=12), "same": None, "reversed": -psnr}

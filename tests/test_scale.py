@@ -26,7 +26,7 @@ from tocsr_nas.errors import ConfigError
 from tocsr_nas.executors import LOOPBACK_NODE_IP, RayExecutor
 
 from .badinput import assert_refused, run_cli
-from .conftest import write_space
+from .conftest import load_benchmark, write_space
 from .test_distill import SPACE
 
 NO_GPU = not torch.cuda.is_available()
@@ -382,8 +382,6 @@ def test_every_network_command_refuses_an_unknown_device_before_anything_is_writ
 
 def test_search_refuses_a_bad_device_before_printing_its_eps(micro_space_path: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from .badinput import run_cli
-
     code = run_cli(["search", "--space", str(micro_space_path), "--out", str(tmp_path / "out"), "--device", "tpu"])
     assert code == 2 and capsys.readouterr().out == ""
 
@@ -609,21 +607,8 @@ class SlowEvaluator:
 
 # -- the SD-1.5-size smoke pipeline (experiments/sd15_16ch_smoke.yaml, run by the scale benchmark's run_smoke) -----
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _sd_scale():  # noqa: ANN202
-    """benchmarks/sd_scale.py as a module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("sd_scale", REPO / "benchmarks" / "sd_scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_failed_benchmark_cell_shows_its_real_error() -> None:
-    error = _sd_scale()._error
+    error = load_benchmark("sd_scale")._error
     traceback = "Traceback (most recent call last):\n  File x\ntocsr_nas.errors.ConfigError: max_memory_gb: too small\n"
     assert error(subprocess.CompletedProcess([], 1, "", traceback)) == "tocsr_nas.errors.ConfigError: max_memory_gb: too small"
     assert error(subprocess.CompletedProcess([], -9, "", "")) == "killed by SIGKILL (by the kernel's OOM killer, most likely)"
@@ -639,7 +624,7 @@ def test_sd15_smoke_pipeline(tmp_path: Path) -> None:
 
     from tocsr_nas.compact import CompactUNet
 
-    figures = _sd_scale().run_smoke(tmp_path)
+    figures = load_benchmark("sd_scale").run_smoke(tmp_path)
     assert figures["peak_rss_gib"] <= 20
     assert set(figures["stages_s"]) == {"surrogates", "search", "extract"}
     assert "vs the teacher's 859.6M / 402.3 G" in figures["extract_line"]

@@ -31,9 +31,9 @@ from tocsr_nas.distill.inputs import noise_scheduler
 from tocsr_nas.errors import ConfigError
 from tocsr_nas.profiling.cost_table import space_fingerprint
 from tocsr_nas.sr.metrics import ssim_y
-from tocsr_nas.sr.pipeline import ddim_timesteps
 from tocsr_nas.supernet import Supernet
 from tocsr_nas.teachers import Teacher
+from tocsr_nas.training.sampling import ddim_latents
 from tocsr_nas.vae import decode_latents
 
 from .base import Evaluator, register_evaluator
@@ -41,18 +41,6 @@ from .context import EvaluationContext
 
 PSNR_CAP_DB = 100.0
 OPTIONS = {"samples": 8, "steps": 4, "seed": 0, "batch_size": 8}
-
-
-@torch.no_grad()
-def ddim_sample(unet: nn.Module, scheduler: DDPMScheduler, noise: torch.Tensor, context: torch.Tensor,
-                steps: int) -> torch.Tensor:
-    """Latents from ``steps`` DDIM steps (eta 0) of an epsilon-predicting UNet, from pure ``noise``."""
-    ddim, timesteps = ddim_timesteps(scheduler, steps)
-    latents = noise * ddim.init_noise_sigma
-    for t in timesteps:
-        eps = unet(ddim.scale_model_input(latents, t), t.expand(len(latents)), encoder_hidden_states=context).sample
-        latents = ddim.step(eps, t, latents, eta=0.0).prev_sample
-    return latents
 
 
 @torch.no_grad()
@@ -113,7 +101,7 @@ class GenerationEvaluator(Evaluator):
         return -(-len(self.noise) // self.batch_size)
 
     def _sample(self, unet: nn.Module, batches: int) -> torch.Tensor:
-        return torch.cat([ddim_sample(unet, self.scheduler, self.noise[i:i + self.batch_size],
+        return torch.cat([ddim_latents(unet, self.scheduler, self.noise[i:i + self.batch_size],
                                       self.context[i:i + self.batch_size], self.steps)
                           for i in range(0, batches * self.batch_size, self.batch_size)])
 

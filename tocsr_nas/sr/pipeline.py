@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler
+from diffusers import AutoencoderKL, DDPMScheduler
 
 from ..degradations import imresize
 from ..device import autocast
@@ -64,13 +64,6 @@ def onestep_latent(net: SRUNet, scheduler: DDPMScheduler, timestep: int, lr_late
     t = torch.full((len(lr_latent),), timestep, dtype=torch.long, device=lr_latent.device)
     out = net(sample, lr_latent, t)
     return (sample - (1 - abar).sqrt() * out) / abar.sqrt()
-
-
-def ddim_timesteps(scheduler: DDPMScheduler, steps: int) -> tuple[DDIMScheduler, torch.Tensor]:
-    """A DDIM scheduler of ``scheduler``'s config and its ``steps`` timesteps (for unconditional generation)."""
-    ddim = DDIMScheduler.from_config(scheduler.config)
-    ddim.set_timesteps(steps)
-    return ddim, ddim.timesteps
 
 
 @torch.no_grad()
@@ -143,4 +136,4 @@ def upscale_image(model: SRModel, lr: torch.Tensor, *, steps: int = 50, tile: in
     return color_fix(output, upsampled, fix)
 
 
-__all__ = ["Codec", "ddim_timesteps", "decode", "encode", "onestep_latent", "predict_latent", "to_pixels", "upsample_lr", "upscale_image"]
+__all__ = ["Codec", "decode", "encode", "onestep_latent", "predict_latent", "to_pixels", "upsample_lr", "upscale_image"]

@@ -24,22 +24,35 @@ def sample_images(teacher: Teacher, scheduler: DDPMScheduler, count: int, *, ste
     seed gives the same start on every device) and the images come back to the CPU in float32."""
     if teacher.vae is None:
         raise ConfigError("teacher has no VAE (it ships no trained weights)", source=teacher.name, key="weights")
-    ddim = DDIMScheduler.from_config(scheduler.config)
-    ddim.set_timesteps(steps)
     generator = torch.Generator().manual_seed(seed)
     size = teacher.latent_size
-    latents = torch.randn(count, teacher.latent_channels, size, size, generator=generator) * ddim.init_noise_sigma
+    noise = torch.randn(count, teacher.latent_channels, size, size, generator=generator)
     context = teacher.context(count, generator)
     device = torch.device(device)
-    unet, latents, context = teacher.unet.to(device), latents.to(device), context.to(device)
-    for t in tqdm(ddim.timesteps, desc="sample", unit="step", disable=None):
-        with autocast(device, dtype):
-            noise = unet(ddim.scale_model_input(latents, t), t, encoder_hidden_states=context).sample.float()
-        step_noise = None if eta == 0 else torch.randn(latents.shape, generator=generator).to(device)
-        latents = ddim.step(noise, t, latents, eta=eta, variance_noise=step_noise).prev_sample
+    latents = ddim_latents(teacher.unet.to(device), scheduler, noise.to(device), context.to(device), steps, eta=eta,
+                           generator=generator, dtype=dtype, progress=True)
     with autocast(device, dtype):
         images = decode_latents(teacher.vae.to(device), latents)
     return images.float().cpu()
+
+
+@torch.no_grad()
+def ddim_latents(unet: torch.nn.Module, scheduler: DDPMScheduler, noise: torch.Tensor, context: torch.Tensor,
+                 steps: int, *, eta: float = 0.0, generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float32, progress: bool = False) -> torch.Tensor:
+    """Latents from ``steps`` DDIM steps of an epsilon-predicting UNet, from pure ``noise`` (on the UNet's device).
+
+    The UNet runs under autocast in ``dtype``; with ``eta > 0`` each step's noise is drawn on the CPU from
+    ``generator``."""
+    ddim = DDIMScheduler.from_config(scheduler.config)
+    ddim.set_timesteps(steps)
+    latents = noise * ddim.init_noise_sigma
+    for t in tqdm(ddim.timesteps, desc="sample", unit="step", disable=None if progress else True):
+        with autocast(latents.device, dtype):
+            eps = unet(ddim.scale_model_input(latents, t), t, encoder_hidden_states=context).sample.float()
+        step_noise = None if eta == 0 else torch.randn(latents.shape, generator=generator).to(latents.device)
+        latents = ddim.step(eps, t, latents, eta=eta, variance_noise=step_noise).prev_sample
+    return latents
 
 
 def image_grid(images: torch.Tensor, columns: int | None = None, pad: int = 2) -> Image.Image:

@@ -57,19 +57,23 @@ from tocsr_nas.sr.evaluate import (  # noqa: E402
     write_csv,
 )
 from tocsr_nas.sr.model import SRModel, load_sr_model  # noqa: E402
-from tocsr_nas.sr.shift import ShiftConfig  # noqa: E402
+from tocsr_nas.sr.shift import ShiftConfig, sample_indices  # noqa: E402
 from tocsr_nas.sr.shipped import resolve_sr_model  # noqa: E402
 from tocsr_nas.teachers import load_teacher  # noqa: E402
 
 
-def teacher_sized(like: SRModel, teacher: str, kind: str | None = None) -> SRModel:
-    """The teacher UNet adapted like ``like`` (same VAE, schedule and output mode; ``kind`` overrides its kind)."""
+def teacher_sized(like: SRModel, teacher: str, kind: str | None = None, steps: int = 50) -> SRModel:
+    """The teacher UNet adapted like ``like`` (same VAE, schedule and output mode; ``kind`` overrides its kind).
+
+    A multi-step (``sr-diffusion``) one gets a ``steps``-step residual-shifting schedule, so that sampling it with
+    ``steps`` steps makes ``steps`` UNet calls (a sampler never takes more steps than its schedule has).
+    """
     spec = load_teacher(teacher)
     net = adapt_unet(spec.unet, spec.context(1)[0].detach()).eval()
     if kind is None or kind == like.kind:
         return dataclasses.replace(like, net=net)
     return dataclasses.replace(like, net=net, kind=kind, timestep=200 if kind == "sr-onestep" else None,
-                               shift=ShiftConfig() if kind == "sr-diffusion" else None)
+                               shift=ShiftConfig(steps=steps) if kind == "sr-diffusion" else None)
 
 
 def params(module: torch.nn.Module) -> int:
@@ -77,13 +81,15 @@ def params(module: torch.nn.Module) -> int:
 
 
 @torch.no_grad()
-def gmacs(model: SRModel, lr_size: int) -> dict[str, float]:
-    """fvcore GMACs of one UNet call, the VAE's encoder and decoder (and the light ones) for an ``lr_size`` LR."""
+def gmacs(model: SRModel, lr_size: int, *, codecs: bool = True) -> dict[str, float]:
+    """fvcore GMACs of one UNet call and (``codecs``) the VAE's encoder and decoder (and the light ones)."""
     side = lr_size * model.scale
     latent = torch.zeros(1, model.net.latent_channels, side // model.vae_factor, side // model.vae_factor)
     image = torch.zeros(1, 3, side, side)
-    out = {"unet": count_macs(model.net, (latent, latent, torch.tensor([1]))).macs / 1e9,
-           "vae_encoder": count_macs(model.vae.encoder, (image,)).macs / 1e9,
+    out = {"unet": count_macs(model.net, (latent, latent, torch.tensor([1]))).macs / 1e9}
+    if not codecs:
+        return out
+    out |= {"vae_encoder": count_macs(model.vae.encoder, (image,)).macs / 1e9,
            "vae_decoder": count_macs(model.vae.decoder, (latent,)).macs / 1e9}
     if model.light is not None:
         out["light_encoder"] = count_macs(model.light.encoder, (image,)).macs / 1e9
@@ -112,7 +118,8 @@ def claim_table(summary: list[dict], params_: dict[str, int], costs: dict[str, d
     datasets = list(dict.fromkeys(r["dataset"] for r in summary))
     methods = {"bicubic": "bicubic", "onestep-compact": f"onestep-compact/{output}",
                "onestep-teacher-sized": "onestep-teacher-sized"}
-    parts = {"onestep-compact": costs["onestep-compact"], "onestep-teacher-sized": costs["teacher-sized"]}
+    parts = {"onestep-compact": costs["onestep-compact"],  # the same VAE (checked in load_models)
+             "onestep-teacher-sized": {**costs["onestep-compact"], "unet": costs["teacher-sized"]["unet"]}}
     e2e = {name: pipeline_gmacs(value, output) for name, value in parts.items()}
     unet = {name: value["unet"] for name, value in parts.items()}
     rows = []
@@ -177,11 +184,11 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError("--diffusion-only needs --diffusion", key="--diffusion-only")
     if args.diffusion_only and args.onestep_teacher is not None:
         raise ConfigError("the claim table needs the one-step rows: drop --diffusion-only", key="--onestep-teacher")
-    for key, values in (("--latency-size", args.latency_size), ("--tile", [args.tile]),
-                        ("--latency-steps", [args.latency_steps]), ("--latency-repeats", [args.latency_repeats]),
-                        ("--threads", [args.threads])):
-        if min(values) < 1:
-            raise ConfigError(f"must be >= 1, got {min(values)}", key=key)
+    for key, values, least in (("--latency-size", args.latency_size, 1), ("--tile", [args.tile], 1),
+                               ("--latency-steps", [args.latency_steps], 2),
+                               ("--latency-repeats", [args.latency_repeats], 1), ("--threads", [args.threads], 1)):
+        if min(values) < least:
+            raise ConfigError(f"must be >= {least}, got {min(values)}", key=key)
     if args.measured_steps and not 2 <= args.measured_steps < args.latency_steps:
         raise ConfigError(f"must be 0 or in [2, --latency-steps={args.latency_steps}), got {args.measured_steps}",
                           key="--measured-steps")
@@ -192,6 +199,9 @@ def load_models(args: argparse.Namespace) -> tuple[Path, SRModel, SRModel | None
     onestep_dir = resolve_sr_model(args.onestep)
     onestep = load_sr_model(onestep_dir, kind="sr-onestep")
     diffusion = load_sr_model(args.diffusion, kind="sr-diffusion") if args.diffusion else None
+    if diffusion is not None and diffusion.shift is None:
+        raise ConfigError("this sr-diffusion model predates the residual-shifting process and cannot be sampled",
+                          source=args.diffusion, key="shift")
     reference = load_sr_model(args.onestep_teacher, kind="sr-onestep") if args.onestep_teacher else None
     if reference is not None:
         for field in ("scale", "output", "timestep", "vae_factor"):
@@ -199,6 +209,10 @@ def load_models(args: argparse.Namespace) -> tuple[Path, SRModel, SRModel | None
                 raise ConfigError(f"{field} {getattr(reference, field)} differs from the compact model's "
                                   f"{getattr(onestep, field)}: not the same recipe", source=args.onestep_teacher,
                                   key=field)
+        mine, theirs = onestep.vae.state_dict(), reference.vae.state_dict()
+        if mine.keys() != theirs.keys() or any(not torch.equal(mine[k], theirs[k]) for k in mine):
+            raise ConfigError("its VAE differs from the compact model's: not the same recipe",
+                              source=args.onestep_teacher, key="vae")
     return onestep_dir, onestep, diffusion, reference
 
 
@@ -254,12 +268,11 @@ def run(args: argparse.Namespace) -> int:
         markdown += text
 
     size = args.latency_size[0]
-    costs = {"onestep-compact": gmacs(onestep, size), "teacher-sized": gmacs(big, size)}
+    costs = {"onestep-compact": gmacs(onestep, size), "teacher-sized": gmacs(big, size, codecs=False)}
     data["gmacs"], data["gmacs_output_px"] = costs, size * args.scale
     markdown += f"\n## Cost per call at {size * args.scale} px output (fvcore GMACs)\n\n"
     markdown += markdown_table([{"network": f"{name} {part}", "GMACs": value}
-                                for name, parts in costs.items() for part, value in parts.items()
-                                if name == "onestep-compact" or part == "unet"])
+                                for name, parts in costs.items() for part, value in parts.items()])
     markdown += "\n" + markdown_table([{"model": name, "params": value} for name, value in data["params"].items()])
     if reference is not None and summary:
         rows, data["claim"] = claim_table(summary, data["params"], costs, onestep.output)
@@ -283,10 +296,10 @@ def latency(args: argparse.Namespace, onestep: SRModel, diffusion: SRModel | Non
         "onestep-compact/direct": (dataclasses.replace(onestep, output="direct"), 1, False)}
     if onestep.light is not None:
         runs["onestep-compact/light"] = (onestep, 1, True)
-    if diffusion is not None:
-        runs[f"diffusion-compact-{k}step"] = (diffusion, k, False)
+    if diffusion is not None:  # named by the steps it takes: at most its schedule's
+        runs[f"diffusion-compact-{len(sample_indices(diffusion.shift, k))}step"] = (diffusion, k, False)
     runs["onestep-teacher-sized"] = (big, 1, False)
-    runs[teacher_row] = (teacher_sized(diffusion or onestep, args.teacher, kind="sr-diffusion"), k, False)
+    runs[teacher_row] = (teacher_sized(diffusion or onestep, args.teacher, kind="sr-diffusion", steps=k), k, False)
     results: dict = {}
     tiles: dict[str, int | None] = {}
     markdown = ""

@@ -15,7 +15,8 @@ from diffusers import DDPMScheduler
 from PIL import Image
 
 from tocsr_nas.sr.adapt import adapt_unet
-from tocsr_nas.sr.model import SRModel, save_sr_model
+from tocsr_nas.sr.model import SRModel, load_sr_model, save_sr_model
+from tocsr_nas.sr.shift import sample_indices
 from tocsr_nas.supernet import Supernet
 from tocsr_nas.vae import build_vae
 
@@ -41,8 +42,8 @@ def models(micro_teacher, micro_space, tmp_path_factory) -> dict[str, Path]:
     context = micro_teacher.context(1)[0].detach()
     compact = Supernet(micro_teacher, micro_space).extract(micro_space.parse("down:R=slim(width=0.5),A=I;mid:R=T,A=T;up:R=I,A=T"))
 
-    def save(unet, name: str, scale: int = 4) -> Path:
-        model = SRModel(net=adapt_unet(unet, context).eval(), vae=vae, scheduler=DDPMScheduler(), kind="sr-onestep",
+    def save(unet, name: str, scale: int = 4, codec=vae) -> Path:
+        model = SRModel(net=adapt_unet(unet, context).eval(), vae=codec, scheduler=DDPMScheduler(), kind="sr-onestep",
                         scale=scale, timestep=200, output="residual")
         return save_sr_model(model, root / name)
 
@@ -52,11 +53,19 @@ def models(micro_teacher, micro_space, tmp_path_factory) -> dict[str, Path]:
         photo = skimage.data.astronaut()[top:top + 48, 180:180 + 48]
         Image.fromarray(np.ascontiguousarray(photo)).save(data / f"p{i}.png")
     return {"compact": save(compact, "compact"), "teacher": save(micro_teacher.unet, "teacher"),
-            "scale2": save(micro_teacher.unet, "scale2", scale=2), "data": data, "root": root}
+            "scale2": save(micro_teacher.unet, "scale2", scale=2), "data": data, "root": root,
+            "othervae": save(micro_teacher.unet, "othervae", codec=build_vae(MICRO_VAE).eval())}
 
 
 def test_extrapolate_is_fixed_part_plus_steps_times_the_per_step_time(bench):
     assert bench.extrapolate(3.0, 5.0, 3, 50) == {"per_step_s": 1.0, "fixed_s": 2.0, "end_to_end_s": 52.0}
+
+
+def test_teacher_sized_multi_step_model_takes_every_step_asked_for(bench, models):
+    like = load_sr_model(models["compact"])
+    multi = bench.teacher_sized(like, str(MICRO_TEACHER), kind="sr-diffusion", steps=7)
+    assert multi.kind == "sr-diffusion" and len(sample_indices(multi.shift, 7)) == 7
+    assert multi.vae is like.vae and bench.params(multi.net) > bench.params(like.net)
 
 
 def test_claim_table_puts_differences_next_to_ratios(bench, models, tmp_path):
@@ -85,17 +94,17 @@ def test_claim_table_puts_differences_next_to_ratios(bench, models, tmp_path):
 def test_tiled_latency_with_extrapolated_multi_step_rows(bench, models, tmp_path):
     out = tmp_path / "results"
     assert bench.main(["--onestep", str(models["compact"]), "--teacher", str(MICRO_TEACHER), "--skip-quality",
-                       "--latency-size", "4", "16", "--tile", "32", "--latency-steps", "5", "--measured-steps", "2",
+                       "--latency-size", "12", "--tile", "32", "--latency-steps", "5", "--measured-steps", "2",
                        "--latency-repeats", "1", "--out", str(out), "--name", "lat"]) == 0
     data = json.loads((out / "lat.json").read_text())
-    assert data["latency_tiles"] == {"4": None, "16": 32}  # 16 px LR -> 64 px out > 32: tiled
+    assert data["latency_tiles"] == {"12": 32}  # 12 px LR -> 48 px out > 32: tiled
     for rows in data["latency"].values():
         multi = rows["diffusion-teacher-sized-5step"]
         assert multi["extrapolated"] and multi["measured_steps"] == [1, 2]
         assert multi["end_to_end_s"] == pytest.approx(multi["fixed_s"] + 5 * multi["per_step_s"])
         assert not rows["onestep-compact"].get("extrapolated") and rows["onestep-compact"]["end_to_end_s"] > 0
     markdown = (out / "lat.md").read_text()
-    assert "16x16 -> 64x64, 32-px tiles" in markdown and "4x4 -> 16x16, untiled" in markdown
+    assert "12x12 -> 48x48, 32-px tiles" in markdown
     assert "| diffusion-teacher-sized-5step | extrapolated |" in markdown and "not measurements" in markdown
 
 
@@ -103,6 +112,7 @@ def test_tiled_latency_with_extrapolated_multi_step_rows(bench, models, tmp_path
     (["--onestep-teacher", "{root}/missing"], "missing"),
     (["--onestep-teacher", "{scale2}"], "scale 2 differs from the compact model's 4"),
     (["--onestep-teacher", "{data}"], "hr"),
+    (["--onestep-teacher", "{othervae}"], "its VAE differs from the compact model's"),
     (["--measured-steps", "1"], "--measured-steps"),
     (["--measured-steps", "50"], "--measured-steps"),
     (["--latency-size", "0"], "--latency-size"),

@@ -16,9 +16,9 @@ the VAE's ceiling, its light-VAE path, the SR diffusion model it came from (opti
    outputs, where 50 steps take hours on a CPU) times the multi-step models at 1 and K steps instead and
    *extrapolates* them to ``--latency-steps``: per step = (t(K) - t(1)) / (K - 1), fixed part (bicubic,
    encode, decodes) = t(1) - per step, t(N) = fixed + N x per step; such rows are labelled extrapolated.
-3. Cost: params and fvcore GMACs per call of each network at the first latency size. With a trained
-   ``--onestep-teacher`` (the same recipe on the teacher's UNet) and ``--data``, the claim table puts the compact
-   model's PSNR/SSIM difference per set next to its params and GMACs ratios, with bicubic for reference.
+3. Cost: params and fvcore GMACs per call of each network at ``--cost-size`` (default: the first latency size).
+   With a trained ``--onestep-teacher`` (the same recipe on the teacher's UNet) and ``--data``, the claim table
+   puts the compact model's PSNR/SSIM difference per set next to its params and GMACs ratios, with bicubic.
 
 Usage::
 
@@ -26,7 +26,7 @@ Usage::
         --data ../shared/data/sr/CSet14 [--diffusion runs/sr_adapt/model --steps 20] [--latency-steps 50]
     python benchmarks/sr_quality.py --onestep runs/x4/onestep/model --onestep-teacher runs/x4_teacher/onestep/model \\
         --data ../shared/data/sr/CSet5 --data ../shared/data/sr/CSet14 --skip-latency --name sr_claim
-    python benchmarks/sr_quality.py --skip-quality --latency-size 256 --tile 512 --measured-steps 2 \\
+    python benchmarks/sr_quality.py --skip-quality --latency-size 256 --tile 512 --measured-steps 2 --cost-size 64 \\
         --name sr_quality_latency_1024
 """
 from __future__ import annotations
@@ -162,6 +162,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(0: time all --latency-steps)")
     parser.add_argument("--latency-size", type=int, nargs="+", default=[64],
                         help="LR side(s) of the latency image (64: 256 px out; 256: 1024 px out)")
+    parser.add_argument("--cost-size", type=int,
+                        help="LR side of the GMACs table (default: the first --latency-size; 64: 256 px out)")
     parser.add_argument("--tile", type=int, default=512,
                         help="output-pixel tile of the latency runs (an output that fits in one tile runs untiled)")
     parser.add_argument("--latency-repeats", type=int, default=3)
@@ -185,6 +187,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.diffusion_only and args.onestep_teacher is not None:
         raise ConfigError("the claim table needs the one-step rows: drop --diffusion-only", key="--onestep-teacher")
     for key, values, least in (("--latency-size", args.latency_size, 1), ("--tile", [args.tile], 1),
+                               ("--cost-size", [args.cost_size or 1], 1),
                                ("--latency-steps", [args.latency_steps], 2),
                                ("--latency-repeats", [args.latency_repeats], 1), ("--threads", [args.threads], 1)):
         if min(values) < least:
@@ -267,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
         data["latency"], data["latency_tiles"], text = latency(args, onestep, diffusion, big)
         markdown += text
 
-    size = args.latency_size[0]
+    size = args.cost_size or args.latency_size[0]
     costs = {"onestep-compact": gmacs(onestep, size), "teacher-sized": gmacs(big, size, codecs=False)}
     data["gmacs"], data["gmacs_output_px"] = costs, size * args.scale
     markdown += f"\n## Cost per call at {size * args.scale} px output (fvcore GMACs)\n\n"

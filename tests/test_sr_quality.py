@@ -95,9 +95,9 @@ def test_tiled_latency_with_extrapolated_multi_step_rows(bench, models, tmp_path
     out = tmp_path / "results"
     assert bench.main(["--onestep", str(models["compact"]), "--teacher", str(MICRO_TEACHER), "--skip-quality",
                        "--latency-size", "12", "--tile", "32", "--latency-steps", "5", "--measured-steps", "2",
-                       "--latency-repeats", "1", "--out", str(out), "--name", "lat"]) == 0
+                       "--latency-repeats", "1", "--cost-size", "4", "--out", str(out), "--name", "lat"]) == 0
     data = json.loads((out / "lat.json").read_text())
-    assert data["latency_tiles"] == {"12": 32}  # 12 px LR -> 48 px out > 32: tiled
+    assert data["latency_tiles"] == {"12": 32} and data["gmacs_output_px"] == 16  # 12 px LR -> 48 px out: tiled
     for rows in data["latency"].values():
         multi = rows["diffusion-teacher-sized-5step"]
         assert multi["extrapolated"] and multi["measured_steps"] == [1, 2]

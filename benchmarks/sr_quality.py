@@ -26,7 +26,7 @@ Usage::
         --data ../shared/data/sr/CSet14 [--diffusion runs/sr_adapt/model --steps 20] [--latency-steps 50]
     python benchmarks/sr_quality.py --onestep runs/x4/onestep/model --onestep-teacher runs/x4_teacher/onestep/model \\
         --data ../shared/data/sr/CSet5 --data ../shared/data/sr/CSet14 --skip-latency --name sr_claim
-    python benchmarks/sr_quality.py --skip-quality --latency-size 256 --tile 512 --measured-steps 2 --cost-size 64 \\
+    python benchmarks/sr_quality.py --skip-quality --latency-size 256 --measured-steps 2 --latency-warmup 0 --cost-size 64 \\
         --name sr_quality_latency_1024
 """
 from __future__ import annotations
@@ -167,6 +167,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tile", type=int, default=512,
                         help="output-pixel tile of the latency runs (an output that fits in one tile runs untiled)")
     parser.add_argument("--latency-repeats", type=int, default=3)
+    parser.add_argument("--latency-warmup", type=int, default=1,
+                        help="untimed calls before the timed ones (0 for long tiled calls: the first tile warms up)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--output-modes", nargs="+", choices=["direct", "residual"], default=["residual"],
@@ -189,7 +191,8 @@ def check_args(args: argparse.Namespace) -> None:
     for key, values, least in (("--latency-size", args.latency_size, 1), ("--tile", [args.tile], 1),
                                ("--cost-size", [args.cost_size or 1], 1),
                                ("--latency-steps", [args.latency_steps], 2),
-                               ("--latency-repeats", [args.latency_repeats], 1), ("--threads", [args.threads], 1)):
+                               ("--latency-repeats", [args.latency_repeats], 1), ("--threads", [args.threads], 1),
+                               ("--latency-warmup", [args.latency_warmup], 0)):
         if min(values) < least:
             raise ConfigError(f"must be >= {least}, got {min(values)}", key=key)
     if args.measured_steps and not 2 <= args.measured_steps < args.latency_steps:
@@ -312,22 +315,23 @@ def latency(args: argparse.Namespace, onestep: SRModel, diffusion: SRModel | Non
         timings = {}
         for name, (model, steps, light) in runs.items():
             time_ = functools.partial(measure_latency, model, lr_size, repeats=args.latency_repeats, light=light,
-                                      tile=tile)
+                                      tile=tile, warmup=args.latency_warmup)
+            unet_time = functools.partial(measure_latent_latency, model, lr_size, repeats=args.latency_repeats,
+                                          warmup=args.latency_warmup)
             if steps > 1 and measured:
                 entry = extrapolate(time_(steps=1), time_(steps=measured), measured, steps)
-                entry["unet_only_s"] = steps / measured * measure_latent_latency(
-                    model, lr_size, steps=measured, repeats=args.latency_repeats)
+                entry["unet_only_s"] = steps / measured * unet_time(steps=measured)
                 entry["measured_steps"], entry["extrapolated"] = [1, measured], True
             else:
                 entry = {"end_to_end_s": time_(steps=steps),
-                         "unet_only_s": measure_latent_latency(model, lr_size, steps=steps, repeats=args.latency_repeats)}
+                         "unet_only_s": unet_time(steps=steps)}
             timings[name] = entry
         results[str(lr_size)] = timings
         tiles[str(lr_size)] = tile
         ref = timings[teacher_row]
         tiling = f", {args.tile}-px tiles (64-px overlap)" if tile else ", untiled"
         markdown += (f"\n## Latency per image ({lr_size}x{lr_size} -> {out_px}x{out_px}{tiling}, {args.threads} "
-                     f"thread(s), median of {args.latency_repeats} after a warm-up)\n\n")
+                     f"thread(s), median of {args.latency_repeats} after {args.latency_warmup} warm-up call(s))\n\n")
         markdown += ("end to end = bicubic + encode + UNet call(s) + decode(s) (residual mode decodes the LR latent "
                      "too; `light`: the light VAE); UNet only = the latent-space part (untiled). Speed-up = "
                      f"{teacher_row} time / this time, same run.\n\n")

@@ -95,7 +95,8 @@ def test_tiled_latency_with_extrapolated_multi_step_rows(bench, models, tmp_path
     out = tmp_path / "results"
     assert bench.main(["--onestep", str(models["compact"]), "--teacher", str(MICRO_TEACHER), "--skip-quality",
                        "--latency-size", "12", "--tile", "32", "--latency-steps", "5", "--measured-steps", "2",
-                       "--latency-repeats", "1", "--cost-size", "4", "--out", str(out), "--name", "lat"]) == 0
+                       "--latency-repeats", "1", "--latency-warmup", "0", "--cost-size", "4", "--out", str(out),
+                       "--name", "lat"]) == 0
     data = json.loads((out / "lat.json").read_text())
     assert data["latency_tiles"] == {"12": 32} and data["gmacs_output_px"] == 16  # 12 px LR -> 48 px out: tiled
     for rows in data["latency"].values():
@@ -104,7 +105,7 @@ def test_tiled_latency_with_extrapolated_multi_step_rows(bench, models, tmp_path
         assert multi["end_to_end_s"] == pytest.approx(multi["fixed_s"] + 5 * multi["per_step_s"])
         assert not rows["onestep-compact"].get("extrapolated") and rows["onestep-compact"]["end_to_end_s"] > 0
     markdown = (out / "lat.md").read_text()
-    assert "12x12 -> 48x48, 32-px tiles" in markdown
+    assert "12x12 -> 48x48, 32-px tiles" in markdown and "after 0 warm-up call(s)" in markdown
     assert "| diffusion-teacher-sized-5step | extrapolated |" in markdown and "not measurements" in markdown
 
 

@@ -111,9 +111,10 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return summary
 
 
-def _median_seconds(call: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``call()`` over ``repeats`` runs, after one warm-up call."""
-    call()
+def _median_seconds(call: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``call()`` over ``repeats`` runs, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        call()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -124,24 +125,25 @@ def _median_seconds(call: Callable[[], object], repeats: int) -> float:
 
 @torch.no_grad()
 def measure_latency(model: SRModel, lr_size: int, *, steps: int = 50, repeats: int = 3, seed: int = 0,
-                    light: bool = False, tile: int | None = None) -> float:
-    """Median seconds to upscale one seeded ``lr_size x lr_size`` image (one warm-up call first).
+                    light: bool = False, tile: int | None = None, warmup: int = 1) -> float:
+    """Median seconds to upscale one seeded ``lr_size x lr_size`` image (after ``warmup`` untimed calls).
 
     ``tile``: output-pixel tile side (default: untiled); ``light``: encode and decode with the model's light VAE.
     """
     lr = torch.rand(3, lr_size, lr_size, generator=torch.Generator().manual_seed(seed))
     tile = tile or lr_size * model.scale + model.vae_factor * model.unet_factor
-    return _median_seconds(lambda: upscale_image(model, lr, steps=steps, tile=tile, light=light), repeats)
+    return _median_seconds(lambda: upscale_image(model, lr, steps=steps, tile=tile, light=light), repeats, warmup)
 
 
 @torch.no_grad()
-def measure_latent_latency(model: SRModel, lr_size: int, *, steps: int = 50, repeats: int = 3, seed: int = 0) -> float:
+def measure_latent_latency(model: SRModel, lr_size: int, *, steps: int = 50, repeats: int = 3, seed: int = 0,
+                           warmup: int = 1) -> float:
     """Median seconds of the latent-space part alone (the UNet calls, no VAE) for an ``lr_size`` LR image."""
     side = lr_size * model.scale // model.vae_factor
     generator = torch.Generator().manual_seed(seed)
     lr_latent = torch.randn(1, model.net.latent_channels, side, side, generator=generator)
     noise = torch.randn(lr_latent.shape, generator=generator)
-    return _median_seconds(lambda: predict_latent(model, lr_latent, steps=steps, noise=noise), repeats)
+    return _median_seconds(lambda: predict_latent(model, lr_latent, steps=steps, noise=noise), repeats, warmup)
 
 
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -18,6 +18,7 @@ from tocsr_nas.sr.evaluate import eval_degradation, evaluate_files, lr_generator
 from tocsr_nas.sr.model import save_sr_model
 
 from .badinput import assert_refused
+from .conftest import load_benchmark
 from .test_sr_extras import micro_model  # noqa: F401 (the tiny one-step model fixture)
 
 RECIPE = Path(__file__).resolve().parents[1] / "experiments" / "recipes" / "degradation_realesrgan.yaml"
@@ -127,3 +128,12 @@ def test_evaluate_sr_reports_the_degradation_and_seed(micro_model, tmp_path):  #
     assert inputs["seed"] == 0 and inputs["config"]["name"] == "realesrgan" and inputs["config"]["scale"] == 4
     psnr = {name: [row["psnr_y"] for row in r["summary"]] for name, r in results.items()}
     assert psnr["eval0"] == psnr["eval1"] and psnr["eval0"] != psnr["eval2"]
+
+
+def test_benchmark_detail_ratio_tells_blur_from_noise():
+    bench = load_benchmark("sr_realworld")
+    hr = torch.from_numpy(skimage.data.astronaut()[:64, :64]).permute(2, 0, 1).float() / 255
+    blurred = torch.nn.functional.avg_pool2d(hr[None], 5, 1, 2, count_include_pad=False)[0]
+    noisy = (hr + 0.05 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert bench.gradient_ratio(hr, hr, 4) == pytest.approx(1.0)
+    assert bench.gradient_ratio(blurred, hr, 4) < 0.9 < 1.1 < bench.gradient_ratio(noisy, hr, 4)

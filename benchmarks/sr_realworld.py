@@ -42,6 +42,12 @@ from tocsr_nas.sr.model import load_sr_model  # noqa: E402
 from tocsr_nas.sr.shipped import resolve_sr_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+TRAINING = ("Training (exact commands and times in the recipe files and in x4-compact's MODEL_CARD.md): "
+            "`tocsr-nas train-sr adapt --config experiments/recipes/sr_x4_realesrgan_adapt.yaml --hr-dir "
+            "../shared/data/sr/CSun_Hays80 --out runs/x4_realesrgan/adapt`, then `tocsr-nas train-sr onestep --config "
+            "experiments/recipes/sr_x4_realesrgan_onestep.yaml --init runs/x4_realesrgan/adapt/model --hr-dir "
+            "../shared/data/sr/CSun_Hays80 --out runs/x4_realesrgan/onestep --export-at 450` (x4-compact: the "
+            "sr_x4_compact_* recipes, also exported at 450; its stage 1 ran an earlier diffusion process).\n\n")
 DEFAULT_DEGRADATION = REPO / "experiments" / "recipes" / "degradation_realesrgan.yaml"
 
 
@@ -119,7 +125,8 @@ def main() -> int:
                 f"{args.degradation_seed}; each image's LR seeded by the seed and its file name, LR sha256 per image in "
                 f"the JSON (`lr_sha256`). Bicubic inputs: MATLAB bicubic x{args.scale}, 8-bit.\n\n"
                 "Models: " + "; ".join(f"`{name}`: {m['folder']} (trained {m['steps']} steps, degradation "
-                                        f"{m['degradation']})" for name, m in data["models"].items()) + ".\n\n")
+                                        f"{m['degradation']})" for name, m in data["models"].items()) + ".\n\n"
+                + TRAINING)
     markdown += (f"## PSNR/SSIM on Y ({args.scale} px shaved, whole images) and detail ratio (mean |gradient| of Y, "
                  "output / HR; 1 = as much detail as the ground truth)\n\n")
     markdown += markdown_table(summary)

@@ -25,8 +25,12 @@ Acquisition (cost is exact, only the loss is modelled), for one ``eps``::
 
 ``P`` is the GP posterior probability of the latent (log-)loss being below the (log-)threshold. A batch is the
 top-``n`` distinct pool archs, slot ``j`` scored with the next eps of the cycle (a list of eps values is cycled
-through across asks, tracing the front). An eps that no longer constrains (a trial under it is as cheap as anything
-left) leaves the cycle; when none is left, the observed front's losses take their place.
+through across asks, tracing the front), in the order given (``eps_order: given``: the pick's eps first) or loosest
+first (``eps_order: loosest-first``). A loose bound is met by cheap archs that the model can already find after the
+initial design, so asking for them first moves the front most while the model knows little (first modelled ask on
+``tiny_ldm_enum``, 10 seeds: +0.041 hypervolume ratio aiming at eps 0.8, +0.014 at eps 0.05, +0.014 for a random
+arch). An eps that no longer constrains (a trial under it is as cheap as anything left) leaves the cycle; when none is
+left, the observed front's losses take their place (lowest first, or loosest first).
 
 The acquisition is maximised over a candidate pool: the whole unseen feasible space when it has at most ``pool``
 archs, otherwise ``pool / 2`` random feasible archs plus mutations (1-2 changes) of incumbents (the cheapest archs
@@ -88,6 +92,7 @@ class BOOptions(pydantic.BaseModel, extra="forbid"):
     skip_void_eps: bool = True  # drop an eps from the cycle once it no longer constrains (see _active_eps)
     refit_growth: float = pydantic.Field(0.2, ge=0)  # refit the hyperparameters when the trials grew by this fraction
     kernel: Literal["categorical", "additive"] = "categorical"  # see the module docstring
+    eps_order: Literal["given", "loosest-first"] = "given"  # the eps cycle's order (see the module docstring)
 
     @pydantic.field_validator("eps")
     @classmethod
@@ -114,6 +119,8 @@ class EpsConstrainedBO(Strategy):
         if not eps:
             raise ConfigError("strategy 'bo' needs eps (an option, or the search's eps)", key="eps")
         self.eps_values = [float(e) for e in (eps if isinstance(eps, list) else [eps])]
+        if self.options.eps_order == "loosest-first":
+            self.eps_values = sorted(set(self.eps_values), reverse=True)
         self.n_random = 0
         self.n_modelled = 0  # archs picked by the acquisition (the position in the eps cycle)
         self.hyperparameters: dict[str, list[Any]] | None = None  # the last fit's, by parameter name
@@ -165,7 +172,8 @@ class EpsConstrainedBO(Strategy):
         active = [eps for eps in self.eps_values if not void(eps)]
         if active:
             return active
-        front = sorted({loss for loss, cost in under if not any(l2 <= loss and c2 < cost for l2, c2 in under)})
+        front = sorted({loss for loss, cost in under if not any(l2 <= loss and c2 < cost for l2, c2 in under)},
+                       reverse=self.options.eps_order == "loosest-first")
         return [eps for eps in front if not void(eps)] or self.eps_values
 
     def _transform(self, loss: np.ndarray | float, complete: list[Observation]) -> np.ndarray | float:

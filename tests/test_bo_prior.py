@@ -13,6 +13,7 @@ import search_spaces
 from strategies import Problem, Trial, make_strategy
 from strategies.base import Observation
 from tocsr_nas.distill.store import CandidateRecord, SurrogateStore, candidate_key, decision_errors
+from tocsr_nas.errors import ConfigError
 from tocsr_nas.search import SearchConfig
 from tocsr_nas.search.runner import search_strategy
 from tocsr_nas.testing import Synthetic, toy_space
@@ -81,6 +82,25 @@ def test_void_eps_leave_the_cycle(synthetic: Synthetic) -> None:
     assert satisfied._active_eps(satisfied.complete(), cheapest_left) == [0.4, 1.0]  # the front's losses, not void
     off = make_strategy("bo", problem, seed=0, eps=[3.0, 9.0], initial=2, pool=300, skip_void_eps=False)
     assert off._active_eps([Observation(strategy.key(cheapest), 2.0, "complete")], cheapest_left) == [3.0, 9.0]
+
+
+def test_eps_cycle_can_run_loosest_first(synthetic: Synthetic) -> None:
+    """``eps_order: loosest-first`` sorts and deduplicates the eps (and the front's losses) loosest first; the default
+    keeps the order given, the pick's eps first."""
+    problem = dataclasses.replace(synthetic.problem(), max_cost=None)
+    archs = sorted(problem.space.enumerate(), key=problem.cost)
+    given = make_strategy("bo", problem, seed=0, eps=[3.0, 0.5, 9.0], initial=2, pool=300)
+    loose = make_strategy("bo", problem, seed=0, eps=[3.0, 0.5, 9.0, 3.0], initial=2, pool=300,
+                          eps_order="loosest-first")
+    nothing_cheap_left = problem.cost(archs[-1])
+    assert given._active_eps([], nothing_cheap_left) == [3.0, 0.5, 9.0]
+    assert loose._active_eps([], nothing_cheap_left) == [9.0, 3.0, 0.5]
+    satisfied = make_strategy("bo", problem, seed=0, eps=[3.0, 9.0], initial=2, pool=300, eps_order="loosest-first")
+    satisfied.tell([Trial(archs[0], {"loss": 2.0}, "complete"), Trial(archs[len(archs) // 2], {"loss": 1.0}, "complete"),
+                    Trial(archs[-1], {"loss": 0.4}, "complete")])
+    assert satisfied._active_eps(satisfied.complete(), problem.cost(archs[1])) == [1.0, 0.4]  # the front, loosest first
+    with pytest.raises(ConfigError, match="eps_order"):
+        make_strategy("bo", problem, seed=0, eps=[1.0], eps_order="tightest")
 
 
 def test_decision_errors_sum_units_and_reach_the_strategy(micro_space: search_spaces.SearchSpace,

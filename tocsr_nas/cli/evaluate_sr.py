@@ -20,14 +20,17 @@ CROPS_DIR = "crops"
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate-sr", help="evaluate SR models: PSNR/SSIM on Y, bicubic and VAE rows, latency",
-        description="GT cropped to a multiple of the scale, bicubic LR, PSNR/SSIM on Y with `scale` pixels shaved. "
+        description="GT cropped to a multiple of the scale, bicubic LR (or --degradation: each image's LR seeded by "
+                    "--degradation-seed and its file name), PSNR/SSIM on Y with `scale` pixels shaved. "
                     "Writes per_image.csv, summary.csv, summary.md and results.json to --out (and crops/ with "
                     "--compare-crops; refused if they exist unless --overwrite). --model takes a folder or the name "
                     "of a shipped SR model (x4-compact).",
         epilog="Examples:\n  tocsr-nas evaluate-sr --model runs/sr_onestep/model --model runs/sr_adapt/model "
                "--data ../shared/data/sr/CSet5 --scale 4 --out runs/eval_sr\n"
                "  tocsr-nas evaluate-sr --model x4-compact --data ../shared/data/sr/CSet5 --compare-crops 5 "
-               "--out runs/eval_shipped",
+               "--out runs/eval_shipped\n"
+               "  tocsr-nas evaluate-sr --model x4-compact --data ../shared/data/sr/CSet14 "
+               "--degradation experiments/recipes/degradation_realesrgan.yaml --degradation-seed 0 --out runs/eval_real",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, action="append", required=True,
                         help="SR model folder or shipped model name (repeatable); named by its folder unless "
@@ -41,6 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output-mode", choices=["model", "direct", "residual"], default="model",
                         help="pixels from the latent: each model's own mode (default), or force one")
     parser.add_argument("--seed", type=seed_int, default=0, help="seed of the diffusion models' noise")
+    parser.add_argument("--degradation", default="bicubic",
+                        help="how the LR inputs are made: a degradation name (bicubic, realesrgan: defaults at "
+                             "--scale) or a YAML/JSON config file with that scale (default bicubic)")
+    parser.add_argument("--degradation-seed", type=seed_int, default=0,
+                        help="seed of the degraded inputs; image i's LR depends on it and its file name only (default 0)")
     parser.add_argument("--latency-size", type=int_range(1, 4096), default=64, help="LR side of the latency image (default 64)")
     parser.add_argument("--latency-repeats", type=positive_int, default=3, help="timed repeats (median; default 3)")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
@@ -114,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.images import write_image  # noqa: PLC0415
     from ..sr.evaluate import (  # noqa: PLC0415
+        eval_degradation,
         evaluate_files,
         markdown_table,
         measure_latency,
@@ -131,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     for key, path in (("--lpips-backbone", args.lpips_backbone), ("--lpips-linear", args.lpips_linear)):
         if path is not None:
             check_input_file(path, key=key)
+    degradation, degradation_config = eval_degradation(args.degradation, args.scale)
     paths = _named_models(args.model)
     data = _data_files(args.data, args.scale)
     device, dtype = device_from_args(args)
@@ -158,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
     for dataset, files in data.items():
         keep = _crop_keeper(strips, dataset, files[:args.compare_crops], args.scale, args.crop_size)
         rows += evaluate_files(methods, files, args.scale, dataset=dataset, extra_metrics=extra,
-                               on_outputs=keep if args.compare_crops else None)
+                               on_outputs=keep if args.compare_crops else None, degradation=degradation,
+                               degradation_seed=args.degradation_seed)
     if not rows:
         raise ConfigError("no image could be evaluated", source=", ".join(map(str, args.data)), key="--data")
     summary = summarize(rows)
@@ -171,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "per_image.csv", rows)
     write_csv(args.out / "summary.csv", summary)
-    text = f"# SR evaluation, x{args.scale}\n\n{markdown_table(summary)}"
+    inputs = {"degradation": str(args.degradation), "seed": args.degradation_seed, "config": degradation_config}
+    text = (f"# SR evaluation, x{args.scale}\n\nLR inputs: degradation `{inputs['degradation']}`, seed "
+            f"{inputs['seed']}; resolved config in results.json (`inputs`).\n\n{markdown_table(summary)}")
     if latency:
         size = f"{args.latency_size}x{args.latency_size} -> {args.latency_size * args.scale}x{args.latency_size * args.scale}"
         text += f"\n## Latency per image ({size}, {torch.get_num_threads()} thread(s))\n\n"
@@ -184,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
             write_image(strip, args.out / CROPS_DIR / name)
             text += f"![{name}]({CROPS_DIR}/{name})\n\n"
     (args.out / "summary.md").write_text(text)
-    (args.out / "results.json").write_text(json.dumps({"scale": args.scale, "steps": args.steps, "summary": summary,
-                                                       "latency": latency}, indent=2) + "\n")
+    (args.out / "results.json").write_text(json.dumps({"scale": args.scale, "steps": args.steps, "inputs": inputs,
+                                                       "summary": summary, "latency": latency}, indent=2) + "\n")
     print(text)
     print(f"wrote {args.out / 'summary.md'}")
     return 0

@@ -9,8 +9,15 @@ Example::
 from .bicubic import BicubicDegradation, imresize
 from .config import BicubicConfig, RealESRGANConfig, load_config
 from .realesrgan import RealESRGANDegradation, sample_blur_kernel
-from .registry import DEGRADATIONS, Degradation, DegradationSpec, make_degradation, register_degradation
+from .registry import (
+    DEGRADATIONS,
+    Degradation,
+    DegradationSpec,
+    degradation_config,
+    make_degradation,
+    register_degradation,
+)
 
 __all__ = ["DEGRADATIONS", "BicubicConfig", "BicubicDegradation", "Degradation", "DegradationSpec", "RealESRGANConfig",
-           "RealESRGANDegradation", "imresize", "load_config", "make_degradation", "register_degradation",
+           "RealESRGANDegradation", "degradation_config", "imresize", "load_config", "make_degradation", "register_degradation",
            "sample_blur_kernel"]

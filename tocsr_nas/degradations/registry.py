@@ -61,14 +61,9 @@ def _bicubic(config: BicubicConfig) -> Degradation:
 register_degradation("realesrgan", config=RealESRGANConfig)(RealESRGANDegradation)
 
 
-def make_degradation(spec: str | Path | Mapping[str, Any] | pydantic.BaseModel, *,
-                     scale: int | None = None) -> Degradation:
-    """Build a degradation.
-
-    Args:
-        spec: a registered name (``bicubic``, ``realesrgan``: default settings), a config object, a mapping
-            with a ``name`` key, or a YAML/JSON file holding such a mapping.
-        scale: if given, overrides the config's ``scale``.
+def degradation_config(spec: str | Path | Mapping[str, Any] | pydantic.BaseModel, *,
+                       scale: int | None = None) -> pydantic.BaseModel:
+    """The validated config a degradation spec stands for (see :func:`make_degradation` for ``spec``).
 
     Raises:
         ConfigError: unknown name, missing file, unknown key or bad value.
@@ -89,4 +84,20 @@ def make_degradation(spec: str | Path | Mapping[str, Any] | pydantic.BaseModel, 
     degradation = DEGRADATIONS.get(name if isinstance(name, str) else repr(name), source=source)
     if scale is not None:
         data["scale"] = scale
-    return degradation.builder(validate(degradation.config, data, source=source))
+    return validate(degradation.config, data, source=source)
+
+
+def make_degradation(spec: str | Path | Mapping[str, Any] | pydantic.BaseModel, *,
+                     scale: int | None = None) -> Degradation:
+    """Build a degradation.
+
+    Args:
+        spec: a registered name (``bicubic``, ``realesrgan``: default settings), a config object, a mapping
+            with a ``name`` key, or a YAML/JSON file holding such a mapping.
+        scale: if given, overrides the config's ``scale``.
+
+    Raises:
+        ConfigError: unknown name, missing file, unknown key or bad value.
+    """
+    config = degradation_config(spec, scale=scale)
+    return DEGRADATIONS.get(config.name).builder(config)

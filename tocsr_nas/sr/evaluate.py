@@ -1,13 +1,15 @@
 """SR evaluation by the standard protocol, with reference rows, tables and latency.
 
-For each HR image: crop to a multiple of ``scale``, make the LR by MATLAB bicubic downscaling (8-bit), super-resolve,
-and measure PSNR/SSIM on Y with ``scale`` pixels shaved (:mod:`.metrics`). Reference rows: ``bicubic`` (the LR
+For each HR image: crop to a multiple of ``scale``, make the LR by MATLAB bicubic downscaling (8-bit) or by another
+degradation (e.g. Real-ESRGAN's, seeded per image by :func:`lr_generator`, so a degraded set is fixed by its config and
+seed), super-resolve, and measure PSNR/SSIM on Y with ``scale`` pixels shaved (:mod:`.metrics`). Reference rows: ``bicubic`` (the LR
 upsampled back) and ``vae-recon`` (the HR image encoded and decoded by the model's VAE: the ceiling any latent
 model with that VAE can reach). Unreadable files and images too small for the scale are skipped with a warning.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import math
 import statistics
@@ -20,7 +22,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from ..data.images import load_image
-from ..degradations import BicubicDegradation
+from ..degradations import BicubicDegradation, Degradation, degradation_config, make_degradation
 from ..errors import ConfigError
 from ..training.evaluate import reconstruct
 from .metrics import crop_to_scale, psnr_y, ssim_y
@@ -37,6 +39,26 @@ OutputsHook = Callable[[Path, torch.Tensor, torch.Tensor, dict[str, torch.Tensor
 def min_hr_side(scale: int) -> int:
     """The smallest HR side measurable at ``scale``: ``scale`` shaved at both ends plus one 11-px SSIM window."""
     return 2 * scale + 11
+
+
+def lr_generator(seed: int, name: str) -> torch.Generator:
+    """The generator degrading one evaluation image: a function of ``(seed, file name)`` alone (not of the order)."""
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def eval_degradation(spec: str | Path, scale: int) -> tuple[Degradation, dict[str, Any]]:
+    """The degradation making an evaluation's LR inputs and its resolved config (for the report).
+
+    ``spec`` is a registered name (its defaults at ``scale``) or a YAML/JSON config file, whose ``scale`` must be
+    ``scale``. Unknown names, bad files and a scale mismatch are a ``ConfigError``.
+    """
+    named = isinstance(spec, str) and not spec.endswith((".yaml", ".yml", ".json"))
+    config = degradation_config(spec, scale=scale if named else None)
+    if config.scale != scale:
+        raise ConfigError(f"degradation has scale {config.scale}, the evaluation {scale}", source=spec, key="scale",
+                          allowed=[scale])
+    return make_degradation(config), config.model_dump(mode="json")
 
 
 def reference_methods(scale: int, vae: AutoencoderKL | None) -> dict[str, Method]:
@@ -57,13 +79,19 @@ def model_method(model: SRModel, *, steps: int = 50, tile: int = 512, overlap: i
 
 def evaluate_files(methods: Mapping[str, Method], files: Sequence[Path], scale: int, *, dataset: str = "",
                    extra_metrics: Mapping[str, Metric] | None = None, max_side: int | None = None,
-                   on_outputs: OutputsHook | None = None) -> list[dict[str, Any]]:
+                   on_outputs: OutputsHook | None = None, degradation: Degradation | None = None,
+                   degradation_seed: int = 0) -> list[dict[str, Any]]:
     """Per-image rows ``{dataset, image, method, psnr_y, ssim_y, seconds, ...}`` for every method.
 
+    ``degradation`` (default: MATLAB bicubic at ``scale``) makes each LR from its cropped HR image with the generator
+    ``lr_generator(degradation_seed, file name)``, so the same seed gives the same LR inputs bit for bit.
     ``max_side`` center-crops larger ground truths (for quick runs; the standard protocol uses whole images).
     ``on_outputs(path, lr, hr, {method: sr})`` is called once per evaluated image (e.g. to write comparison crops).
     """
-    degrade = BicubicDegradation(scale)
+    degrade = degradation if degradation is not None else BicubicDegradation(scale)
+    if degrade.scale != scale:
+        raise ConfigError(f"degradation has scale {degrade.scale}, the evaluation {scale}", key="degradation",
+                          allowed=[scale])
     rows = []
     for path in files:
         try:
@@ -79,7 +107,7 @@ def evaluate_files(methods: Mapping[str, Method], files: Sequence[Path], scale: 
             log.warning("skipping %s: image %dx%d is smaller than %d px, the least scale %d allows (shave + SSIM "
                         "window)", path, hr.shape[-1], hr.shape[-2], min_hr_side(scale), scale)
             continue
-        lr = degrade(hr)
+        lr = degrade(hr, lr_generator(degradation_seed, path.name))
         outputs = {}
         for name, method in methods.items():
             start = time.perf_counter()
@@ -173,5 +201,5 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["evaluate_files", "markdown_table", "measure_latency", "measure_latent_latency", "min_hr_side", "model_method", "reference_methods", "summarize",
+__all__ = ["eval_degradation", "evaluate_files", "lr_generator", "markdown_table", "measure_latency", "measure_latent_latency", "min_hr_side", "model_method", "reference_methods", "summarize",
            "write_csv"]

@@ -9,7 +9,7 @@ Every bad-input test goes through :func:`assert_refused`, so "refused" means the
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -35,15 +35,16 @@ def run_cli(argv: Sequence[str]) -> int:
 
 
 def assert_refused(argv: Sequence[str], root: Path, capsys: pytest.CaptureFixture[str], *,
-                   match: str | None = None) -> str:
-    """Run ``argv`` and check it is refused cleanly; returns the error line.
+                   match: str | None = None, run: Callable[[Sequence[str]], int] = run_cli) -> str:
+    """Run ``argv`` (through ``run``: the CLI, or e.g. a benchmark's ``main``) and check it is refused cleanly;
+    returns the error line.
 
     Refused cleanly: exit code 2, exactly one stderr line starting with ``error:`` (containing ``match`` when
     given), nothing on stdout that looks like a traceback, and the file tree under ``root`` unchanged.
     """
     before = snapshot(root)
     capsys.readouterr()
-    code = run_cli(argv)
+    code = run(argv)
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert code == 2, f"exit code {code} for {list(argv)}; stderr: {captured.err!r}"

@@ -20,7 +20,7 @@ from tocsr_nas.sr.shift import sample_indices
 from tocsr_nas.supernet import Supernet
 from tocsr_nas.vae import build_vae
 
-from .badinput import snapshot
+from .badinput import assert_refused
 from .conftest import MICRO_TEACHER, load_benchmark
 
 MICRO_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, down_block_types=["DownEncoderBlock2D"] * 3,
@@ -122,9 +122,5 @@ def test_tiled_latency_with_extrapolated_multi_step_rows(bench, models, tmp_path
 def test_bad_options_are_refused_in_one_line(bench, models, tmp_path, capsys, extra, match):
     argv = ["--onestep", str(models["compact"]), "--out", str(tmp_path / "results"), "--skip-latency"]
     argv += [a.format(**{k: str(v) for k, v in models.items()}) for a in extra]
-    before = snapshot(models["root"])
-    capsys.readouterr()
-    assert bench.main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
-    assert not (tmp_path / "results").exists() and snapshot(models["root"]) == before
+    assert_refused(argv, models["root"], capsys, match=match, run=bench.main)
+    assert not (tmp_path / "results").exists()

@@ -57,6 +57,7 @@ from tocsr_nas.sr.evaluate import (  # noqa: E402
     write_csv,
 )
 from tocsr_nas.sr.model import SRModel, load_sr_model  # noqa: E402
+from tocsr_nas.sr.pipeline import require_sampleable  # noqa: E402
 from tocsr_nas.sr.shift import ShiftConfig, sample_indices  # noqa: E402
 from tocsr_nas.sr.shipped import resolve_sr_model  # noqa: E402
 from tocsr_nas.teachers import load_teacher  # noqa: E402
@@ -205,9 +206,8 @@ def load_models(args: argparse.Namespace) -> tuple[Path, SRModel, SRModel | None
     onestep_dir = resolve_sr_model(args.onestep)
     onestep = load_sr_model(onestep_dir, kind="sr-onestep")
     diffusion = load_sr_model(args.diffusion, kind="sr-diffusion") if args.diffusion else None
-    if diffusion is not None and diffusion.shift is None:
-        raise ConfigError("this sr-diffusion model predates the residual-shifting process and cannot be sampled",
-                          source=args.diffusion, key="shift")
+    if diffusion is not None:
+        require_sampleable(diffusion, source=args.diffusion)
     reference = load_sr_model(args.onestep_teacher, kind="sr-onestep") if args.onestep_teacher else None
     if reference is not None:
         for field in ("scale", "output", "timestep", "vae_factor"):

@@ -12,6 +12,8 @@ Latent conventions: the LR image is upsampled (MATLAB bicubic) to the HR size an
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler
@@ -66,16 +68,21 @@ def onestep_latent(net: SRUNet, scheduler: DDPMScheduler, timestep: int, lr_late
     return (sample - (1 - abar).sqrt() * out) / abar.sqrt()
 
 
+def require_sampleable(model: SRModel, source: str | Path | None = None) -> None:
+    """Refuse an sr-diffusion model saved before the residual-shifting process (it has no ``shift`` to sample)."""
+    if model.kind == "sr-diffusion" and model.shift is None:
+        raise ConfigError("this sr-diffusion model predates the residual-shifting process (no 'shift' in its "
+                          "sr_model.json) and cannot be sampled; retrain it with `tocsr-nas train-sr adapt`",
+                          source=source, key="shift")
+
+
 @torch.no_grad()
 def predict_latent(model: SRModel, lr_latent: torch.Tensor, *, steps: int = 50,
                    noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """The HR latent for ``lr_latent``: one call (one-step model) or ``steps`` sampling steps (diffusion model)."""
     if model.kind == "sr-onestep":
         return onestep_latent(model.net, model.scheduler, int(model.timestep), lr_latent)
-    if model.shift is None:
-        raise ConfigError("this sr-diffusion model predates the residual-shifting process (no 'shift' in its "
-                          "sr_model.json) and cannot be sampled; retrain it with `tocsr-nas train-sr adapt`",
-                          key="shift")
+    require_sampleable(model)
     if noise is None:
         noise = torch.randn(lr_latent.shape, generator=generator)
     return sample_latent(model.net, model.shift, model.scheduler, lr_latent, steps, noise)
@@ -136,4 +143,4 @@ def upscale_image(model: SRModel, lr: torch.Tensor, *, steps: int = 50, tile: in
     return color_fix(output, upsampled, fix)
 
 
-__all__ = ["Codec", "decode", "encode", "onestep_latent", "predict_latent", "to_pixels", "upsample_lr", "upscale_image"]
+__all__ = ["Codec", "decode", "encode", "onestep_latent", "predict_latent", "require_sampleable", "to_pixels", "upsample_lr", "upscale_image"]

@@ -55,10 +55,15 @@ def eval_degradation(spec: str | Path, scale: int) -> tuple[Degradation, dict[st
     """
     named = isinstance(spec, str) and not spec.endswith((".yaml", ".yml", ".json"))
     config = degradation_config(spec, scale=scale if named else None)
-    if config.scale != scale:
-        raise ConfigError(f"degradation has scale {config.scale}, the evaluation {scale}", source=spec, key="scale",
-                          allowed=[scale])
+    _require_scale(config.scale, scale, source=spec, key="scale")
     return make_degradation(config), config.model_dump(mode="json")
+
+
+def _require_scale(degradation_scale: int, scale: int, *, source: str | Path | None = None, key: str) -> None:
+    """Refuse a degradation whose scale is not the evaluation's."""
+    if degradation_scale != scale:
+        raise ConfigError(f"degradation has scale {degradation_scale}, the evaluation {scale}", source=source,
+                          key=key, allowed=[scale])
 
 
 def reference_methods(scale: int, vae: AutoencoderKL | None) -> dict[str, Method]:
@@ -89,9 +94,7 @@ def evaluate_files(methods: Mapping[str, Method], files: Sequence[Path], scale: 
     ``on_outputs(path, lr, hr, {method: sr})`` is called once per evaluated image (e.g. to write comparison crops).
     """
     degrade = degradation if degradation is not None else BicubicDegradation(scale)
-    if degrade.scale != scale:
-        raise ConfigError(f"degradation has scale {degrade.scale}, the evaluation {scale}", key="degradation",
-                          allowed=[scale])
+    _require_scale(degrade.scale, scale, key="degradation")
     rows = []
     for path in files:
         try:

@@ -190,7 +190,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.diffusion_only and args.onestep_teacher is not None:
         raise ConfigError("the claim table needs the one-step rows: drop --diffusion-only", key="--onestep-teacher")
     for key, values, least in (("--latency-size", args.latency_size, 1), ("--tile", [args.tile], 1),
-                               ("--cost-size", [args.cost_size or 1], 1),
+                               ("--cost-size", [1 if args.cost_size is None else args.cost_size], 1),
                                ("--latency-steps", [args.latency_steps], 2),
                                ("--latency-repeats", [args.latency_repeats], 1), ("--threads", [args.threads], 1),
                                ("--latency-warmup", [args.latency_warmup], 0)):

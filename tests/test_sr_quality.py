@@ -117,6 +117,7 @@ def test_tiled_latency_with_extrapolated_multi_step_rows(bench, models, tmp_path
     (["--measured-steps", "1"], "--measured-steps"),
     (["--measured-steps", "50"], "--measured-steps"),
     (["--latency-size", "0"], "--latency-size"),
+    (["--cost-size", "0"], "--cost-size"),
     (["--data", "{root}/nowhere"], "image folder not found"),
 ])
 def test_bad_options_are_refused_in_one_line(bench, models, tmp_path, capsys, extra, match):

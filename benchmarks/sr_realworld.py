@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_results  # noqa: E402
 
 from tocsr_nas.data.images import list_image_files  # noqa: E402
+from tocsr_nas.errors import ConfigError  # noqa: E402
 from tocsr_nas.sr.evaluate import (  # noqa: E402
     eval_degradation,
     evaluate_files,
@@ -71,7 +72,7 @@ def model_info(path: Path) -> dict:
     return {"folder": str(path), "steps": info.get("steps"), "degradation": recipe.get("degradation")}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="the Real-ESRGAN-trained sr-onestep model folder")
     parser.add_argument("--model-name", default="x4-realesrgan", help="its row name (default x4-realesrgan)")
@@ -85,10 +86,19 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="sr_realworld")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
     degradation, config = eval_degradation(args.degradation, args.scale)
+    sets = [("degraded", folder, list_image_files(folder)) for folder in args.degraded]
+    sets += [("bicubic", folder, list_image_files(folder)) for folder in args.clean]  # listed before any work
     resolved = args.degradation.resolve()
     rel = resolved.relative_to(REPO) if resolved.is_relative_to(REPO) else args.degradation
     bicubic = eval_degradation("bicubic", args.scale)[0]
@@ -104,17 +114,17 @@ def main() -> int:
         "models": {baseline_name: model_info(baseline_dir), args.model_name: model_info(args.model)},
         "lr_sha256": {}}
     rows = []
-    for kind, folders, degrade in (("degraded", args.degraded, degradation), ("bicubic", args.clean, bicubic)):
-        for folder in folders:
-            dataset = f"{folder.name} {'Real-ESRGAN' if kind == 'degraded' else 'bicubic'} LR"
-            hashes = data["lr_sha256"].setdefault(dataset, {})
+    for kind, folder, files in sets:
+        dataset = f"{folder.name} {'Real-ESRGAN' if kind == 'degraded' else 'bicubic'} LR"
+        hashes = data["lr_sha256"].setdefault(dataset, {})
 
-            def record(path, lr, hr, outputs, hashes=hashes) -> None:
-                hashes[path.name] = hashlib.sha256((lr * 255).round().to(torch.uint8).numpy().tobytes()).hexdigest()
+        def record(path, lr, hr, outputs, hashes=hashes) -> None:
+            hashes[path.name] = hashlib.sha256((lr * 255).round().to(torch.uint8).numpy().tobytes()).hexdigest()
 
-            rows += evaluate_files(methods, list_image_files(folder), args.scale, dataset=dataset,
-                                   extra_metrics={"detail_ratio": lambda sr, hr: gradient_ratio(sr, hr, args.scale)},
-                                   on_outputs=record, degradation=degrade, degradation_seed=args.degradation_seed)
+        rows += evaluate_files(methods, files, args.scale, dataset=dataset,
+                               extra_metrics={"detail_ratio": lambda sr, hr: gradient_ratio(sr, hr, args.scale)},
+                               on_outputs=record, degradation=degradation if kind == "degraded" else bicubic,
+                               degradation_seed=args.degradation_seed)
     summary = summarize(rows)
     data["summary"], data["per_image"] = summary, rows
     args.out.mkdir(parents=True, exist_ok=True)

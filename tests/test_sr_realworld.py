@@ -137,3 +137,16 @@ def test_benchmark_detail_ratio_tells_blur_from_noise():
     noisy = (hr + 0.05 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     assert bench.gradient_ratio(hr, hr, 4) == pytest.approx(1.0)
     assert bench.gradient_ratio(blurred, hr, 4) < 0.9 < 1.1 < bench.gradient_ratio(noisy, hr, 4)
+
+
+def test_benchmark_refuses_a_missing_clean_folder_before_any_work(world, capsys, monkeypatch):
+    """The folders are listed before anything is evaluated: a typo in the last one is not found after hours."""
+    bench = load_benchmark("sr_realworld")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("evaluated before every folder was checked")
+
+    monkeypatch.setattr(bench, "evaluate_files", no_work)
+    argv = ["--model", str(world / "model"), "--degraded", str(world / "data"), "--clean", str(world / "nowhere"),
+            "--out", str(world / "results")]
+    assert_refused(argv, world, capsys, match="nowhere", run=bench.main)

@@ -1,14 +1,18 @@
-"""Helpers shared by the benchmark scripts: machine description and writing JSON + Markdown results."""
+"""Helpers shared by the benchmark scripts: machine description, writing JSON + Markdown results, bad input."""
 from __future__ import annotations
 
 import datetime
 import json
 import os
 import platform
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from tocsr_nas.errors import ConfigError
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -37,3 +41,12 @@ def write_results(name: str, data: dict[str, Any], markdown: str, out_dir: str |
     json_path.write_text(json.dumps(data, indent=1, default=str))
     md_path.write_text(header + markdown)
     return json_path, md_path
+
+
+def refusing_bad_input(run: Callable[[Any], int], args: Any) -> int:
+    """``run(args)``, with a ``ConfigError`` printed as one ``error:`` line and exit code 2 (as the CLI does)."""
+    try:
+        return run(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

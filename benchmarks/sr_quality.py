@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_results  # noqa: E402
+from _common import RESULTS, refusing_bad_input, write_results  # noqa: E402
 
 from tocsr_nas.data.images import list_image_files  # noqa: E402
 from tocsr_nas.errors import ConfigError  # noqa: E402
@@ -224,11 +224,7 @@ def load_models(args: argparse.Namespace) -> tuple[Path, SRModel, SRModel | None
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        return run(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return refusing_bad_input(run, args)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,10 +25,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_results  # noqa: E402
+from _common import RESULTS, refusing_bad_input, write_results  # noqa: E402
 
 from tocsr_nas.data.images import list_image_files  # noqa: E402
-from tocsr_nas.errors import ConfigError  # noqa: E402
 from tocsr_nas.sr.evaluate import (  # noqa: E402
     eval_degradation,
     evaluate_files,
@@ -87,11 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="sr_realworld")
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return refusing_bad_input(run, args)
 
 
 def run(args: argparse.Namespace) -> int:

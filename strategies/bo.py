@@ -29,8 +29,11 @@ through across asks, tracing the front), in the order given (``eps_order: given`
 first (``eps_order: loosest-first``). A loose bound is met by cheap archs that the model can already find after the
 initial design, so asking for them first moves the front most while the model knows little (first modelled ask on
 ``tiny_ldm_enum``, 10 seeds: +0.041 hypervolume ratio aiming at eps 0.8, +0.014 at eps 0.05, +0.014 for a random
-arch). An eps that no longer constrains (a trial under it is as cheap as anything left) leaves the cycle; when none is
-left, the observed front's losses take their place (lowest first, or loosest first).
+arch). ``eps_fill: k`` adds ``k`` levels between each pair of neighbouring eps, evenly spaced in log-loss, so the
+cycle traces the front between the levels the user named, not only at them (with ``loosest-first`` all levels are
+sorted loosest first; with ``given`` the added ones follow the named ones, loosest first). An eps that no longer
+constrains (a trial under it is as cheap as anything left) leaves the cycle; when none is left, the observed front's
+losses take their place (lowest first, or loosest first).
 
 The acquisition is maximised over a candidate pool: the whole unseen feasible space when it has at most ``pool``
 archs, otherwise ``pool / 2`` random feasible archs plus mutations (1-2 changes) of incumbents (the cheapest archs
@@ -93,6 +96,7 @@ class BOOptions(pydantic.BaseModel, extra="forbid"):
     refit_growth: float = pydantic.Field(0.2, ge=0)  # refit the hyperparameters when the trials grew by this fraction
     kernel: Literal["categorical", "additive"] = "categorical"  # see the module docstring
     eps_order: Literal["given", "loosest-first"] = "given"  # the eps cycle's order (see the module docstring)
+    eps_fill: int = pydantic.Field(0, ge=0)  # levels added between neighbouring eps (see the module docstring)
 
     @pydantic.field_validator("eps")
     @classmethod
@@ -105,6 +109,13 @@ class BOOptions(pydantic.BaseModel, extra="forbid"):
         if not all(math.isfinite(v) for v in values):
             raise ValueError("eps values must be finite")
         return value
+
+def fill_levels(eps: list[float], k: int) -> list[float]:
+    """``k`` levels between each pair of neighbouring distinct ``eps`` (geometric, i.e. even in log-loss), loosest
+    first."""
+    named = sorted(set(eps))
+    added = [low * (high / low) ** (j / (k + 1)) for low, high in zip(named, named[1:]) for j in range(1, k + 1)]
+    return sorted(added, reverse=True)
 
 
 @register_strategy("bo")
@@ -119,6 +130,10 @@ class EpsConstrainedBO(Strategy):
         if not eps:
             raise ConfigError("strategy 'bo' needs eps (an option, or the search's eps)", key="eps")
         self.eps_values = [float(e) for e in (eps if isinstance(eps, list) else [eps])]
+        if self.options.eps_fill and min(self.eps_values) <= 0:
+            raise ConfigError("strategy 'bo': eps_fill spaces levels in log-loss, so every eps must be > 0",
+                              key="eps_fill")
+        self.eps_values += fill_levels(self.eps_values, self.options.eps_fill)
         if self.options.eps_order == "loosest-first":
             self.eps_values = sorted(set(self.eps_values), reverse=True)
         self.n_random = 0
@@ -134,7 +149,7 @@ class EpsConstrainedBO(Strategy):
     def _propose(self, n: int) -> list[Key]:
         complete = self.complete()
         n_random = n if len(complete) < 2 else max(0, min(n, self.options.initial - self.n_random))
-        keys = self.sample_new(n_random, feasible_only=True)
+        keys = self._initial_design(n_random)
         self.n_random += len(keys)
         if len(keys) == n or n_random == n:
             return keys
@@ -153,6 +168,10 @@ class EpsConstrainedBO(Strategy):
             keys.append(pool[best])
             self.n_modelled += 1
         return keys
+
+    def _initial_design(self, n: int) -> list[Key]:
+        """``n`` archs of the initial design: uniformly random feasible ones."""
+        return self.sample_new(n, feasible_only=True)
 
     def _active_eps(self, complete: list[Observation], cheapest: float) -> list[float]:
         """The eps values of the cycle that still constrain the search.

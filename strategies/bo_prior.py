@@ -13,13 +13,20 @@ carries the prior's trend, the RBF term a smooth bend of it, the index kernel wh
 trials the model already ranks unseen archs by the prior, where ``bo`` knows nothing of an arch that shares no
 decisions with the trials.
 
+``initial_design: prior-front`` also spends the initial design on the prior: ``initial`` archs spread evenly (by
+rank) along the Pareto front of (z(x), exact cost), the cheapest arch and the lowest-prior one included, instead of
+uniformly random ones. The prior already orders archs well, so the design starts on the front rather than
+anywhere (``tiny_ldm_enum``: 10 such archs alone give a hypervolume ratio of 0.92). The front is taken over the
+whole feasible space when it has at most ``pool`` archs, otherwise over ``pool`` random feasible archs refined by
+a few rounds of one-change mutations of its members. The default, ``random``, is ``bo``'s design.
+
 Without candidate errors (a search without a surrogates folder) it is exactly ``bo`` (a warning says so).
-Everything else (options, eps cycle, acquisition, pool, initial design) is ``bo``'s (:mod:`strategies.bo`).
+Everything else (options, eps cycle, acquisition, pool) is ``bo``'s (:mod:`strategies.bo`).
 """
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -28,12 +35,14 @@ from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
 from gpytorch.kernels import RBFKernel, ScaleKernel
 from gpytorch.means import Mean
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from .base import Key, Problem
 from .bo import BOOptions, EpsConstrainedBO
 from .registry import register_strategy
 
 logger = logging.getLogger(__name__)
+DESIGN_ROUNDS = 5  # mutation rounds that refine the prior's front when the space is too large to enumerate
 
 
 class PriorMean(Mean):
@@ -58,15 +67,20 @@ def additive_prior(errors: tuple[tuple[float, ...], ...], cardinalities: np.ndar
     return tables
 
 
+class PriorBOOptions(BOOptions):
+    initial_design: Literal["random", "prior-front"] = "random"  # see the module docstring
+
+
 @register_strategy("bo-prior")
 class PriorBO(EpsConstrainedBO):
     """``bo`` with the distillation errors as the GP's prior mean and an extra input (see the module docstring)."""
 
-    Options = BOOptions
+    Options = PriorBOOptions
 
     def __init__(self, problem: Problem, *, seed: int, **options: Any) -> None:
         super().__init__(problem, seed=seed, **options)
         self.prior: list[np.ndarray] | None = None
+        self.design: list[Key] | None = None  # the prior-front design, made at the first ask that needs it
         if problem.candidate_errors is None:
             logger.warning("strategy 'bo-prior': no candidate errors (a search without surrogates): running as 'bo'")
             return
@@ -78,6 +92,54 @@ class PriorBO(EpsConstrainedBO):
         high = sum(float(t.max()) for t in self.prior)
         self.z_bounds = (float(np.log(self.delta + low)), float(np.log(self.delta + high)))
 
+    # -- the initial design -------------------------------------------------------------------------------------
+    def _initial_design(self, n: int) -> list[Key]:
+        if self.prior is None or self.options.initial_design == "random":
+            return super()._initial_design(n)
+        if self.design is None:
+            self.design = self._prior_front_design()
+        keys = [k for k in self.design if self.is_new(k)][:n]
+        return keys + self.sample_new(n - len(keys), feasible_only=True, exclude=set(keys))
+
+    def _prior_front_design(self) -> list[Key]:
+        """``initial`` feasible archs spread evenly by rank along the prior's front, cheapest first."""
+        if self.space.size <= self.options.pool:
+            candidates = [k for k in self._enumerate() if self.feasible(k)]
+        else:
+            candidates = self.sample_new(self.options.pool, feasible_only=True)
+            members = set(candidates)
+            for _ in range(DESIGN_ROUNDS):
+                front = self._prior_front(candidates)
+                for parent in front:
+                    arch = self.space.decode(parent)
+                    for _ in range(max(1, self.options.pool // (DESIGN_ROUNDS * len(front)))):
+                        child = self.key(self.space.mutate(arch, self.rng, n_changes=1))
+                        if child not in members and self.feasible(child):
+                            members.add(child)
+                            candidates.append(child)
+        front = self._prior_front(candidates)
+        if len(front) <= self.options.initial:
+            return front
+        return [front[i] for i in np.unique(np.round(np.linspace(0, len(front) - 1, self.options.initial)).astype(int))]
+
+    def _prior_front(self, keys: list[Key]) -> list[Key]:
+        """The archs of ``keys`` on the Pareto front of (z(x), cost), by cost."""
+        if not keys:
+            return []
+        objectives = np.column_stack([self.prior_z(keys), [self.cost(k) for k in keys]])
+        front = NonDominatedSorting().do(objectives, only_non_dominated_front=True)
+        return sorted((keys[i] for i in front), key=lambda k: (self.cost(k), k))
+
+    def _extra_state(self) -> dict[str, Any]:
+        design = None if self.design is None else [list(k) for k in self.design]
+        return {**super()._extra_state(), "design": design}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        super()._load_extra_state(state)
+        design = state.get("design")
+        self.design = None if design is None else [tuple(int(i) for i in k) for k in design]
+
+    # -- the model -----------------------------------------------------------------------------------------------
     def prior_z(self, keys: list[Key]) -> np.ndarray:
         """``z(x)`` of each key (the log of the summed candidate errors)."""
         assert self.prior is not None

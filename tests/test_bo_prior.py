@@ -16,7 +16,7 @@ from tocsr_nas.distill.store import CandidateRecord, SurrogateStore, candidate_k
 from tocsr_nas.errors import ConfigError
 from tocsr_nas.search import SearchConfig
 from tocsr_nas.search.runner import search_strategy
-from tocsr_nas.testing import Synthetic, toy_space
+from tocsr_nas.testing import Synthetic, check_strategy, toy_space
 from tocsr_nas.testing.strategies import evaluate
 
 OPTIONS = {"eps": [1.6, 2.2], "initial": 8, "pool": 300}
@@ -103,6 +103,21 @@ def test_eps_cycle_can_run_loosest_first(synthetic: Synthetic) -> None:
         make_strategy("bo", problem, seed=0, eps=[1.0], eps_order="tightest")
 
 
+def test_eps_fill_adds_levels_even_in_log_loss(synthetic: Synthetic) -> None:
+    """``eps_fill: 1`` puts the geometric mean between neighbouring eps; ``given`` keeps the named ones first."""
+    problem = dataclasses.replace(synthetic.problem(), max_cost=None)
+    nothing_cheap_left = max(problem.cost(a) for a in problem.space.enumerate())
+    loose = make_strategy("bo", problem, seed=0, eps=[0.1, 0.4, 1.6], eps_fill=1, eps_order="loosest-first")
+    assert np.allclose(loose._active_eps([], nothing_cheap_left), [1.6, 0.8, 0.4, 0.2, 0.1])
+    given = make_strategy("bo", problem, seed=0, eps=[0.4, 0.1, 1.6], eps_fill=2)
+    assert np.allclose(given._active_eps([], nothing_cheap_left), [0.4, 0.1, 1.6, 1.6 / 4 ** (1 / 3), 1.6 / 4 ** (2 / 3),
+                                                                    0.4 / 4 ** (1 / 3), 0.4 / 4 ** (2 / 3)])
+    with pytest.raises(ConfigError, match="eps_fill"):
+        make_strategy("bo", problem, seed=0, eps=[0.0, 1.0], eps_fill=1)
+    with pytest.raises(ConfigError, match="eps_fill"):
+        make_strategy("bo", problem, seed=0, eps=[1.0], eps_fill=-1)
+
+
 def test_decision_errors_sum_units_and_reach_the_strategy(micro_space: search_spaces.SearchSpace,
                                                           micro_space_path: Path, tmp_path: Path) -> None:
     """The surrogates' per-candidate held-out errors, summed per decision, arrive in the strategy's problem."""
@@ -174,3 +189,40 @@ def test_additive_kernel_carries_what_a_candidate_does_to_unseen_archs(synthetic
     restored = make_strategy("bo", problem, seed=0, **OPTIONS, kernel="additive")
     restored.load_state_dict(additive.state_dict())
     assert restored.ask(2) == additive.ask(2)
+
+
+def test_prior_front_design_passes_the_conformance_suite() -> None:
+    """On the 8000-arch toy space (more than ``pool``): the front of a random sample refined by mutations."""
+    check_strategy("bo-prior", options={**OPTIONS, "initial_design": "prior-front"})
+
+
+def test_prior_front_design_starts_on_the_prior_front(synthetic: Synthetic) -> None:
+    """With the whole space enumerated (``pool`` >= its size), the initial design is ``initial`` archs on the prior's
+    Pareto front of (z, cost), the cheapest arch included; its hypervolume beats every one of 10 random designs."""
+    problem = dataclasses.replace(synthetic.problem(), max_cost=None)
+    options = {**OPTIONS, "pool": problem.space.size}
+    strategy = make_strategy("bo-prior", problem, seed=0, **options, initial_design="prior-front")
+    design = [strategy.key(a) for a in strategy.ask(options["initial"])]
+    everything = strategy._enumerate()
+    z, cost = strategy.prior_z(everything), np.array([strategy.cost(k) for k in everything])
+    for key, key_z in zip(design, strategy.prior_z(design), strict=True):
+        assert not ((z <= key_z) & (cost <= strategy.cost(key)) & ((z < key_z) | (cost < strategy.cost(key)))).any()
+    assert strategy.cost(design[0]) == cost.min()
+
+    def hypervolume(keys: list) -> float:
+        points = np.array(sorted((strategy.cost(k), synthetic.loss(problem.space.decode(k))) for k in keys))
+        reference = (cost.max() * 1.1, max(synthetic.loss(problem.space.decode(k)) for k in everything) * 1.1)
+        best, volume = reference[1], 0.0
+        for (c, loss), next_cost in zip(points, [*points[1:, 0], reference[0]], strict=True):
+            best = min(best, loss)
+            volume += (next_cost - c) * (reference[1] - best)
+        return volume
+
+    randoms = [hypervolume([strategy.key(a) for a in make_strategy("bo-prior", problem, seed=s, **options)
+                            .ask(options["initial"])]) for s in range(10)]
+    assert hypervolume(design) > max(randoms), (hypervolume(design), randoms)
+    restored = make_strategy("bo-prior", problem, seed=0, **options, initial_design="prior-front")
+    restored.load_state_dict(strategy.state_dict())
+    assert restored.design == strategy.design and restored.ask(2) == strategy.ask(2)
+    with pytest.raises(ConfigError, match="initial_design"):
+        make_strategy("bo", problem, seed=0, **OPTIONS, initial_design="prior-front")

@@ -13,12 +13,14 @@ carries the prior's trend, the RBF term a smooth bend of it, the index kernel wh
 trials the model already ranks unseen archs by the prior, where ``bo`` knows nothing of an arch that shares no
 decisions with the trials.
 
-``initial_design: prior-front`` also spends the initial design on the prior: ``initial`` archs spread evenly (by
-rank) along the Pareto front of (z(x), exact cost), the cheapest arch and the lowest-prior one included, instead of
-uniformly random ones. The prior already orders archs well, so the design starts on the front rather than
-anywhere (``tiny_ldm_enum``: 10 such archs alone give a hypervolume ratio of 0.92). The front is taken over the
-whole feasible space when it has at most ``pool`` archs, otherwise over ``pool`` random feasible archs refined by
-a few rounds of one-change mutations of its members. The default, ``random``, is ``bo``'s design.
+``initial_design: prior-front`` also spends the initial design on the prior: instead of ``initial`` uniformly
+random archs, one arch drawn at random from each of ``initial`` equal slices (by rank) of the Pareto front of
+(prior error ``exp(z(x))``, exact cost), asked in the order that grows that front's hypervolume fastest (greedy), so
+every prefix of the design is spread along it. The prior already orders archs well, so the design starts on the
+front rather than anywhere (``tiny_ldm_enum``: 10 archs evenly spread along it give a hypervolume ratio of 0.92).
+The front is taken over the whole feasible space when it has at most ``pool`` archs, otherwise over ``pool`` random
+feasible archs refined by a few rounds of one-change mutations of its members. The default, ``random``, is
+``bo``'s design.
 
 Without candidate errors (a search without a surrogates folder) it is exactly ``bo`` (a warning says so).
 Everything else (options, eps cycle, acquisition, pool) is ``bo``'s (:mod:`strategies.bo`).
@@ -35,6 +37,7 @@ from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
 from gpytorch.kernels import RBFKernel, ScaleKernel
 from gpytorch.means import Mean
+from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from .base import Key, Problem
@@ -102,7 +105,7 @@ class PriorBO(EpsConstrainedBO):
         return keys + self.sample_new(n - len(keys), feasible_only=True, exclude=set(keys))
 
     def _prior_front_design(self) -> list[Key]:
-        """``initial`` feasible archs spread evenly by rank along the prior's front, cheapest first."""
+        """``initial`` feasible archs, one from each equal slice of the prior's front (see the module docstring)."""
         if self.space.size <= self.options.pool:
             candidates = [k for k in self._enumerate() if self.feasible(k)]
         else:
@@ -118,9 +121,21 @@ class PriorBO(EpsConstrainedBO):
                             members.add(child)
                             candidates.append(child)
         front = self._prior_front(candidates)
-        if len(front) <= self.options.initial:
-            return front
-        return [front[i] for i in np.unique(np.round(np.linspace(0, len(front) - 1, self.options.initial)).astype(int))]
+        if len(front) > self.options.initial:
+            bounds = np.linspace(0, len(front), self.options.initial + 1).astype(int)
+            front = [front[int(self.rng.integers(low, high))] for low, high in zip(bounds[:-1], bounds[1:])]
+        return self._greedy_hypervolume_order(front)
+
+    def _greedy_hypervolume_order(self, keys: list[Key]) -> list[Key]:
+        """``keys`` reordered so that each next one adds the most hypervolume of (prior error, cost) to those before
+        (reference: 1.1 times the largest of each)."""
+        points = np.column_stack([np.exp(self.prior_z(keys)), [self.cost(k) for k in keys]])
+        indicator = HV(ref_point=points.max(axis=0) * 1.1 + 1e-12)
+        order: list[int] = []
+        while len(order) < len(keys):
+            rest = [i for i in range(len(keys)) if i not in order]
+            order.append(max(rest, key=lambda i: (indicator(points[[*order, i]]), -i)))
+        return [keys[i] for i in order]
 
     def _prior_front(self, keys: list[Key]) -> list[Key]:
         """The archs of ``keys`` on the Pareto front of (z(x), cost), by cost."""

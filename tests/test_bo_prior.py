@@ -198,7 +198,8 @@ def test_prior_front_design_passes_the_conformance_suite() -> None:
 
 def test_prior_front_design_starts_on_the_prior_front(synthetic: Synthetic) -> None:
     """With the whole space enumerated (``pool`` >= its size), the initial design is ``initial`` archs on the prior's
-    Pareto front of (z, cost), the cheapest arch included; its hypervolume beats every one of 10 random designs."""
+    Pareto front of (z, cost), one per equal slice of it; its hypervolume beats every one of 10 random designs, and
+    another seed draws other archs from the slices."""
     problem = dataclasses.replace(synthetic.problem(), max_cost=None)
     options = {**OPTIONS, "pool": problem.space.size}
     strategy = make_strategy("bo-prior", problem, seed=0, **options, initial_design="prior-front")
@@ -207,7 +208,12 @@ def test_prior_front_design_starts_on_the_prior_front(synthetic: Synthetic) -> N
     z, cost = strategy.prior_z(everything), np.array([strategy.cost(k) for k in everything])
     for key, key_z in zip(design, strategy.prior_z(design), strict=True):
         assert not ((z <= key_z) & (cost <= strategy.cost(key)) & ((z < key_z) | (cost < strategy.cost(key)))).any()
-    assert strategy.cost(design[0]) == cost.min()
+    front = strategy._prior_front(everything)
+    slices = np.linspace(0, len(front), options["initial"] + 1).astype(int)
+    assert sorted(np.searchsorted(slices, [front.index(k) for k in design], side="right")) == list(
+        range(1, options["initial"] + 1))
+    other = make_strategy("bo-prior", problem, seed=1, **options, initial_design="prior-front")
+    assert set(strategy.key(a) for a in other.ask(options["initial"])) != set(design)
 
     def hypervolume(keys: list) -> float:
         points = np.array(sorted((strategy.cost(k), synthetic.loss(problem.space.decode(k))) for k in keys))

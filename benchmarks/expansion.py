@@ -4,10 +4,10 @@ Usage::
 
     python benchmarks/expansion.py --hr-dir /data/sr/CSun_Hays80 --eval-dir /data/sr/CSet5 \
         --eval-dir /data/sr/CSet14 --held-out-dir /data/sr/CBSD68 [--config experiments/expansion.yaml] \
-        [--set expansion.KEY=VALUE ...] [--run runs/expansion-benchmark] [--out benchmarks/results]
+        [--set expansion.KEY=VALUE ...] [--run runs/expansion-benchmark] [--out benchmarks/results] [--name expansion]
 
 Runs the ``expansion:`` section of ``--config`` (:mod:`tocsr_nas.training.expansion_study`, the same code as
-``tocsr-nas run experiments/expansion.yaml``) with these folders, and rewrites ``expansion.{json,md}`` after every
+``tocsr-nas run experiments/expansion.yaml``) with these folders, and rewrites ``<name>.{json,md}`` after every
 finished sub-run, so a crash loses nothing; rerunning with the same ``--run`` resumes. The Markdown records the
 machine, date, load average and the exact command.
 """
@@ -39,6 +39,7 @@ def main() -> None:
                         help="config override, as for `tocsr-nas run` (e.g. expansion.expand_lr=2.0e-3)")
     parser.add_argument("--run", type=Path, default=Path("runs/expansion-benchmark"))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="expansion", help="results file stem (e.g. for a longer-budget study)")
     args = parser.parse_args()
     eval_dirs = ", ".join(str(d) for d in args.eval_dir)
     [(_, config)] = resolve(args.config, [f"expansion.data.source={args.hr_dir}",
@@ -61,10 +62,10 @@ def main() -> None:
                 "linear denoiser: the loss of the best per-channel affine noise predictor on the same latents (how hard "
                 "each latent space is to denoise; low-variance channels are easy).\n\n"
                 + markdown(results))
-        write_results("expansion", {"machine": info, "command": command, **results}, text, args.out)
+        write_results(args.name, {"machine": info, "command": command, **results}, text, args.out)
 
     run_study(config.expansion, args.run, on_update=write)
-    print((args.out / "expansion.md").read_text())
+    print((args.out / f"{args.name}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ For every ablation YAML (``ABLATIONS``; the question each answers is the one in 
    ``compare_strategies`` the runner's ``compare/`` ranking.
 3. Draw one figure per question with ``analysis.figures`` (PNGs in ``benchmarks/results/ablations/``) and write
    ``benchmarks/results/ablations.{json,md}``: per question the figure, its command, a table and the answer.
+4. Add the proxy-validity and BO comparisons from their committed result files (:mod:`_comparisons`).
 
 The noise level comes from ``compare_strategies``: the same search (``bo``, search_only's settings) over several
 search seeds gives the spread of the final hypervolume and of the pick's GMACs. A difference within that spread is
@@ -45,6 +46,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, write_results  # noqa: E402
+from _comparisons import bo_section, proxy_section  # noqa: E402
+from _comparisons import markdown as comparison_markdown  # noqa: E402
 
 from analysis import figures  # noqa: E402
 from analysis.frames import (  # noqa: E402
@@ -65,6 +68,7 @@ from tocsr_nas.search.store import TRIALS_FILE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = "ablations"  # the PNGs' folder inside the results folder
+BO_SHOWN = ["bo", "bo-prior", "bo-prior:eps_order=loosest-first,initial_design=prior-front,eps_fill=1"]  # vs random
 FRACTION = 0.95  # evaluations until a run reaches this share of the best final hypervolume of its comparison
 
 
@@ -511,6 +515,10 @@ def main() -> int:
         sections += [to_markdown(table), "", f"**Answer.** {text}", ""]
         if missing:
             sections += [f"Unfinished runs: {', '.join(missing)}.", ""]
+    comparisons = [proxy_section(args.out, args.out / FIGURES), bo_section(args.out, args.out / FIGURES, BO_SHOWN)]
+    for section in filter(None, comparisons):
+        results.setdefault("comparisons", []).append(dataclasses.asdict(section))
+        sections += comparison_markdown(section)
     results["machine"] = machine()
     json_path, md_path = write_results("ablations", results, "\n".join(sections), args.out)
     print(f"wrote {json_path} and {md_path}")

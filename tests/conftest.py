@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -67,8 +68,10 @@ def write_space(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
 
 
 def load_benchmark(name: str) -> ModuleType:
-    """``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
+    """``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package), registered in
+    ``sys.modules`` as a script run is (dataclasses look their module up there)."""
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module

@@ -117,8 +117,8 @@ def bo_section(results: Path, figures: Path, strategies: list[str]) -> Section |
     fig.savefig(figure, dpi=110, bbox_inches="tight")
     plt.close(fig)
     answer = (" ".join(lines) + " The `bo` and `bo-prior` rows differ only in the prior (GP mean and input); the "
-              "last row also spends the initial design on the prior's front and traces the front at twice as many eps "
-              "levels. Per-criterion verdicts (median <= half of random's, HV@50 >= 0.97, >= random at every budget), "
+              "last row also spends the initial design on the prior's front and cycles the eps loosest first. "
+              "Per-criterion verdicts (median <= half of random's, HV@50 >= 0.97, >= random at every budget), "
               "confidence intervals and every other strategy: `search_efficiency.md`.")
     command = next(r["command"] for r in reversed(study["runs"]) if strategies[-1] in r["command"])
     return Section("Does a BO that uses what distillation measured find the front in fewer evaluations?",

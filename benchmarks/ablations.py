@@ -68,7 +68,7 @@ from tocsr_nas.search.store import TRIALS_FILE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = "ablations"  # the PNGs' folder inside the results folder
-BO_SHOWN = ["bo", "bo-prior", "bo-prior:eps_order=loosest-first,initial_design=prior-front,eps_fill=1"]  # vs random
+BO_SHOWN = ["bo", "bo-prior", "bo-prior:eps_order=loosest-first,initial_design=prior-front"]  # vs random
 FRACTION = 0.95  # evaluations until a run reaches this share of the best final hypervolume of its comparison
 
 

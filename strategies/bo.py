@@ -110,6 +110,7 @@ class BOOptions(pydantic.BaseModel, extra="forbid"):
             raise ValueError("eps values must be finite")
         return value
 
+
 def fill_levels(eps: list[float], k: int) -> list[float]:
     """``k`` levels between each pair of neighbouring distinct ``eps`` (geometric, i.e. even in log-loss), loosest
     first."""

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: machine description, writing JSON + Markdown results, bad input."""
+"""Helpers shared by the benchmark scripts: machine description, writing JSON + Markdown results, bad input,
+evaluation counts."""
 from __future__ import annotations
 
 import datetime
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from tocsr_nas.errors import ConfigError
@@ -50,3 +52,8 @@ def refusing_bad_input(run: Callable[[Any], int], args: Any) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def fmt_evals(value: float, budget: int) -> str:
+    """An evaluation count, ``>budget`` when it was never reached (inf)."""
+    return f">{budget}" if not np.isfinite(value) else f"{value:g}"

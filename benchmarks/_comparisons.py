@@ -7,6 +7,7 @@ answer, so ``ablations.md`` answers them next to the ablations of ``experiments/
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import fmt_evals  # noqa: E402
 
 DEFAULT_PROXY = "distill eps uniform, /identity (default)"
 RANDOM = "random"
@@ -106,10 +110,10 @@ def bo_section(results: Path, figures: Path, strategies: list[str]) -> Section |
         data[space] = {name: {k: rows[name][k] for k in ("evals_to_95_median", "hv@50_mean", "hv@50_ci95")}
                        for name in shown}
         random = rows[RANDOM]
-        parts = [f"`{name}` median {_evals(rows[name]['evals_to_95_median'], rows[name]['budget'])} evaluations to "
-                 f"95% and HV@50 "
+        parts = [f"`{name}` median {fmt_evals(rows[name]['evals_to_95_median'], rows[name]['budget'])} "
+                 f"evaluations to 95% and HV@50 "
                  f"{rows[name]['hv@50_mean']:.3f}" for name in strategies if name in rows]
-        lines.append(f"{space}: random needs a median {_evals(random['evals_to_95_median'], random['budget'])} "
+        lines.append(f"{space}: random needs a median {fmt_evals(random['evals_to_95_median'], random['budget'])} "
                      f"evaluations to 95% of the true front's hypervolume (HV@50 {random['hv@50_mean']:.3f}); "
                      + "; ".join(parts) + ".")
     figure = figures / "search_efficiency.png"
@@ -123,10 +127,6 @@ def bo_section(results: Path, figures: Path, strategies: list[str]) -> Section |
     command = next(r["command"] for r in reversed(study["runs"]) if strategies[-1] in r["command"])
     return Section("Does a BO that uses what distillation measured find the front in fewer evaluations?",
                    f"{figures.name}/{figure.name}", command, answer, data)
-
-
-def _evals(value: float, budget: int) -> str:
-    return f">{budget}" if not np.isfinite(value) else f"{value:g}"
 
 
 def markdown(section: Section) -> list[str]:

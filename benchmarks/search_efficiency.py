@@ -43,7 +43,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, write_results  # noqa: E402
+from _common import RESULTS, fmt_evals, machine, write_results  # noqa: E402
 
 import search_spaces  # noqa: E402
 from analysis.pareto import hypervolume, pareto_mask  # noqa: E402
@@ -237,10 +237,6 @@ def summarise(spec: str, runs: list[np.ndarray], seconds: list[float], budget: i
             row[f"hv@{k}_mean"] = float(stack[:, k - 1].mean())
             row[f"hv@{k}_ci95"] = bootstrap_ci(stack[:, k - 1])
     return row
-
-
-def fmt_evals(value: float, budget: int) -> str:
-    return f">{budget}" if not np.isfinite(value) else f"{value:g}"
 
 
 def space_markdown(space: str, result: dict[str, Any]) -> list[str]:

@@ -328,6 +328,18 @@ def test_recipes_train_resume_and_export(vae_dir, tmp_path, micro_space_path):
     out = upscale_image(model, torch.rand(3, 8, 8))
     assert out.shape == (3, 32, 32) and torch.isfinite(out).all()
 
+    further = {"init": final["model"], "timestep": 100, "data": {"source": "builtin", "crop_size": 32},
+               "loop": {**LOOP, "steps": 1}, "loss": {"teacher_l2": 0.0, "latent_l1": 1.0, "pixel_l1": 0.0}}
+    again = run_sr_onestep(SROneStepRecipe.model_validate(further), tmp_path / "further")
+    trained = load_sr_model(again["model"], kind="sr-onestep")
+    assert trained.timestep == 100 and any(
+        not torch.equal(a, b) for a, b in zip(trained.net.state_dict().values(), model.net.state_dict().values()))
+    with pytest.raises(ConfigError, match="no multi-step teacher targets"):
+        run_sr_onestep(SROneStepRecipe.model_validate({**further, "loss": {"teacher_l2": 1.0}}), tmp_path / "bad")
+    with pytest.raises(ConfigError, match="timestep") as err:
+        run_sr_onestep(SROneStepRecipe.model_validate({**further, "timestep": 200}), tmp_path / "bad")
+    assert "(allowed: 100)" in str(err.value) and not (tmp_path / "bad").exists()
+
 
 def test_recipe_files_validate_and_bad_values():
     root = Path(__file__).resolve().parents[1] / "experiments" / "recipes"

@@ -4,8 +4,9 @@
   latent as zero-initialised extra input channels and is fine-tuned as a residual-shifting diffusion model
   (:mod:`.shift`: the process runs from the HR to the LR latent, x0 read through the schedule, MSE on x0) on
   seeded HR/LR pairs. Exports an ``sr-diffusion`` model folder to ``out/model``.
-* ``sr-onestep``: a student initialised from an ``sr-diffusion`` folder predicts the HR latent in one call at a
-  fixed timestep (see :mod:`.pipeline`). Losses (weights in the recipe): L1/L2 to the multi-step teacher's sampled
+* ``sr-onestep``: a student initialised from an ``sr-diffusion`` folder (or from an ``sr-onestep`` folder, to train
+  a one-step model further under a new recipe) predicts the HR latent in one call at a fixed timestep (see
+  :mod:`.pipeline`). Losses (weights in the recipe): L1/L2 to the multi-step teacher's sampled
   output latent (``teacher_steps`` steps of its own sampler) for the same LR input, to the ground-truth latent, to the HR pixels (through the frozen VAE, made
   as the ``output`` mode makes them: ``direct`` or ``residual``, see :func:`~.pipeline.to_pixels`), optionally LPIPS (local weight files) and a non-saturating adversarial loss from a small patch
   discriminator. Exports an ``sr-onestep`` model folder to ``out/model``.
@@ -92,7 +93,7 @@ class SROneStepRecipe(pydantic.BaseModel, extra="forbid"):
     """An ``sr_onestep.yaml`` file."""
 
     recipe: Literal["sr-onestep"] = "sr-onestep"
-    init: str | None = None  # sr-diffusion model folder: the student's init and the multi-step teacher (required)
+    init: str | None = None  # sr-diffusion folder (the student's init and multi-step teacher) or sr-onestep folder
     timestep: int = pydantic.Field(200, ge=0)
     teacher_steps: int = pydantic.Field(20, gt=0)  # sampling steps of the teacher's targets
     output: Literal["direct", "residual"] = "residual"  # pixels from the latent (pixel losses and inference)
@@ -261,13 +262,25 @@ class OneStepTask:
         return total, metrics
 
 
+def _require_onestep_init_compatible(recipe: SROneStepRecipe, init: SRModel) -> None:
+    """An ``sr-onestep`` init is trained further: it has no sampler to give teacher targets, and keeps its timestep."""
+    if recipe.loss.teacher_l1 or recipe.loss.teacher_l2:
+        raise ConfigError("an sr-onestep init gives no multi-step teacher targets: set loss.teacher_l1 = "
+                          "loss.teacher_l2 = 0, or start from an sr-diffusion model", source=recipe.init, key="loss")
+    if recipe.timestep != init.timestep:
+        raise ConfigError(f"the sr-onestep init predicts at timestep {init.timestep}, the recipe says "
+                          f"{recipe.timestep}", source=recipe.init, key="timestep", allowed=[init.timestep])
+
+
 def run_sr_onestep(recipe: SROneStepRecipe, out_dir: str | Path, *, resume: bool = True,
                    stop_after: int | None = None, export_at: int | None = None) -> dict[str, Any]:
     """Distil; when finished (or at step ``export_at``, see :func:`run_sr_adapt`), export ``out_dir/model``."""
     out_dir = Path(out_dir)
     if recipe.init is None:
         raise ConfigError("no SR diffusion model to distil: set init (or --init)", key="init")
-    teacher = load_sr_model(recipe.init, kind="sr-diffusion")
+    teacher = load_sr_model(recipe.init)
+    if teacher.kind == "sr-onestep":
+        _require_onestep_init_compatible(recipe, teacher)
     num_steps = int(teacher.scheduler.config.num_train_timesteps)
     if recipe.timestep >= num_steps:
         raise ConfigError(f"timestep {recipe.timestep} out of range", key="timestep", allowed=f"0..{num_steps - 1}")

@@ -23,7 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_recipe_arguments(parser, ["adapt", "onestep", "light"], out_help="run folder (checkpoints, metrics, model)",
                          hr_help="HR image folder (overrides data.source)")
     parser.add_argument("--vae", type=Path, help="adapt only: VAE folder (overrides vae)")
-    parser.add_argument("--init", type=Path, help="onestep only: sr-diffusion model folder, or an sr-onestep one to train further (overrides init)")
+    parser.add_argument("--init", type=Path, help="onestep only: sr-diffusion model folder, or an sr-onestep one to "
+                                                  "train further (overrides init)")
     parser.add_argument("--export-at", type=positive_int, metavar="STEP",
                         help="stop at STEP (resuming from checkpoints as usual) and export the model of that step")
     parser.set_defaults(func=run)

@@ -6,10 +6,11 @@
   seeded HR/LR pairs. Exports an ``sr-diffusion`` model folder to ``out/model``.
 * ``sr-onestep``: a student initialised from an ``sr-diffusion`` folder (or from an ``sr-onestep`` folder, to train
   a one-step model further under a new recipe) predicts the HR latent in one call at a fixed timestep (see
-  :mod:`.pipeline`). Losses (weights in the recipe): L1/L2 to the multi-step teacher's sampled
-  output latent (``teacher_steps`` steps of its own sampler) for the same LR input, to the ground-truth latent, to the HR pixels (through the frozen VAE, made
-  as the ``output`` mode makes them: ``direct`` or ``residual``, see :func:`~.pipeline.to_pixels`), optionally LPIPS (local weight files) and a non-saturating adversarial loss from a small patch
-  discriminator. Exports an ``sr-onestep`` model folder to ``out/model``.
+  :mod:`.pipeline`). Losses (weights in the recipe): L1/L2 to the multi-step teacher's sampled output latent
+  (``teacher_steps`` steps of its own sampler) for the same LR input, to the ground-truth latent, to the HR pixels
+  (through the frozen VAE, made as the ``output`` mode makes them: ``direct`` or ``residual``, see
+  :func:`~.pipeline.to_pixels`), optionally LPIPS (local weight files) and a non-saturating adversarial loss from a
+  small patch discriminator. Exports an ``sr-onestep`` model folder to ``out/model``.
 
 Both run under the shared :func:`~tocsr_nas.training.loop.train` (accelerate, tqdm, safetensors checkpoints,
 exact resume), so ``accelerate launch`` works unchanged.
@@ -277,7 +278,8 @@ def run_sr_onestep(recipe: SROneStepRecipe, out_dir: str | Path, *, resume: bool
     """Distil; when finished (or at step ``export_at``, see :func:`run_sr_adapt`), export ``out_dir/model``."""
     out_dir = Path(out_dir)
     if recipe.init is None:
-        raise ConfigError("no SR diffusion model to distil: set init (or --init)", key="init")
+        raise ConfigError("no model to start from (an sr-diffusion or sr-onestep folder): set init (or --init)",
+                          key="init")
     teacher = load_sr_model(recipe.init)
     if teacher.kind == "sr-onestep":
         _require_onestep_init_compatible(recipe, teacher)

@@ -47,8 +47,9 @@ TRAINING = ("Training (exact commands and times in the recipe files and in x4-co
             "../shared/data/sr/CSun_Hays80 --out runs/x4_realesrgan/adapt`, then `tocsr-nas train-sr onestep --config "
             "experiments/recipes/sr_x4_realesrgan_onestep.yaml --init runs/x4_realesrgan/adapt/model --hr-dir "
             "../shared/data/sr/CSun_Hays80 --out runs/x4_realesrgan/onestep --export-at 450`. x4-compact: "
-            "`sr_x4_diffusion.yaml` then `sr_x4_compact_distill.yaml`, 4000 steps of 8 crops each: 64,000 training crops against "
-            "the variant's 1,960, so the two differ in budget as well as in degradation.\n\n")
+            "`sr_x4_diffusion.yaml` and `sr_x4_compact_distill.yaml` (4000 steps of 8 crops of 64 px each), then "
+            "`sr_x4_compact_finetune.yaml` (2000 steps of 4 crops of 128 px): 72,000 training crops against the "
+            "variant's 1,960, so the two differ in budget as well as in degradation.\n\n")
 DEFAULT_DEGRADATION = REPO / "experiments" / "recipes" / "degradation_realesrgan.yaml"
 
 

@@ -263,12 +263,18 @@ class OneStepTask:
         return total, metrics
 
 
-def _require_onestep_init_compatible(recipe: SROneStepRecipe, init: SRModel) -> None:
-    """An ``sr-onestep`` init is trained further: it has no sampler to give teacher targets, and keeps its timestep."""
+def _require_compatible_init(recipe: SROneStepRecipe, init: SRModel) -> None:
+    """The init gives what the recipe asks: teacher targets need an sr-diffusion model it can sample, and an
+    ``sr-onestep`` init (trained further) keeps its timestep."""
     if recipe.loss.teacher_l1 or recipe.loss.teacher_l2:
-        raise ConfigError("an sr-onestep init gives no multi-step teacher targets: set loss.teacher_l1 = "
-                          "loss.teacher_l2 = 0, or start from an sr-diffusion model", source=recipe.init, key="loss")
-    if recipe.timestep != init.timestep:
+        if init.kind == "sr-onestep":
+            raise ConfigError("an sr-onestep init gives no multi-step teacher targets: set loss.teacher_l1 = "
+                              "loss.teacher_l2 = 0, or start from an sr-diffusion model", source=recipe.init,
+                              key="loss")
+        if init.shift is None:
+            raise ConfigError("teacher targets need an sr-diffusion model with a residual-shifting schedule; this "
+                              "one predates it: retrain it, or set loss.teacher_l1 = loss.teacher_l2 = 0", key="init")
+    if init.kind == "sr-onestep" and recipe.timestep != init.timestep:
         raise ConfigError(f"the sr-onestep init predicts at timestep {init.timestep}, the recipe says "
                           f"{recipe.timestep}", source=recipe.init, key="timestep", allowed=[init.timestep])
 
@@ -281,14 +287,10 @@ def run_sr_onestep(recipe: SROneStepRecipe, out_dir: str | Path, *, resume: bool
         raise ConfigError("no model to start from (an sr-diffusion or sr-onestep folder): set init (or --init)",
                           key="init")
     teacher = load_sr_model(recipe.init)
-    if teacher.kind == "sr-onestep":
-        _require_onestep_init_compatible(recipe, teacher)
     num_steps = int(teacher.scheduler.config.num_train_timesteps)
     if recipe.timestep >= num_steps:
         raise ConfigError(f"timestep {recipe.timestep} out of range", key="timestep", allowed=f"0..{num_steps - 1}")
-    if (recipe.loss.teacher_l1 or recipe.loss.teacher_l2) and teacher.shift is None:
-        raise ConfigError("teacher targets need an sr-diffusion model with a residual-shifting schedule; this one "
-                          "predates it: retrain it, or set loss.teacher_l1 = loss.teacher_l2 = 0", key="init")
+    _require_compatible_init(recipe, teacher)
     lpips = None
     if recipe.loss.lpips > 0:
         from .metrics import load_lpips  # noqa: PLC0415 (only with local weight files)

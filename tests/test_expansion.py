@@ -17,6 +17,7 @@ from tocsr_nas.expansion import expand_vae, widen_unet
 from tocsr_nas.experiments import resolve
 from tocsr_nas.teachers import load_teacher
 from tocsr_nas.teachers.weights import save_teacher_weights
+from tocsr_nas.training.evaluate import reconstruct
 from tocsr_nas.training.expand_recipe import ExpandRecipe, ExpandVaeLoss, ExpandVaeTask, run_expand_recipe
 from tocsr_nas.training.expansion_study import linear_denoiser_loss, markdown, run_study
 from tocsr_nas.vae import build_vae
@@ -169,6 +170,9 @@ def test_expansion_experiment_refuses_bad_folders(tmp_path: Path, capsys: pytest
                    match="expansion.eval[0]: " + str(tmp_path / "missing") + ": image folder not found")
     assert_refused([*base, f"expansion.eval=[{held}]", "expansion.large=4"], tmp_path, capsys,
                    match="large (4) must exceed small (4)")
+    assert_refused([*base, f"expansion.eval=[{held}]", "expansion.data.crop_size=30"], tmp_path, capsys,
+                   match="expansion.data.crop_size: VAE training crops of 30 px are not a multiple of the VAE's "
+                         "stride 4")
 
 
 @pytest.mark.slow
@@ -189,7 +193,8 @@ def test_expansion_study_runs_resumes_and_compares_at_equal_steps(tmp_path: Path
     assert models["b"]["steps"] == models["c"]["steps"] == {"vae": 4, "unet": 4}
     assert [s for s, _ in models["a"]["curve"]] == [1, 2] and [s for s, _ in models["b"]["curve"]] == [3, 4]
     assert [s for s, _ in models["c"]["curve"]] == [1, 2, 3, 4] and models["b"]["widened_start"][0] == 2
-    assert set(models["c"]["psnr"]["eval"]) == {"rgb", "y"}
+    assert set(models["c"]["psnr"]["eval"]) == set(models["c"]["psnr_tiled"]["eval"]) == {"rgb", "y"}
+    assert models["c"]["psnr_tiled"] != models["c"]["psnr"]  # 32 px squares of the 96x80 images, not the whole
     lrs = {run: [json.loads(line)["lr"] for line in (tmp_path / "study" / run / "metrics.jsonl").open()]
            for run in ("a_vae", "b_expanded/vae")}
     assert max(lrs["b_expanded/vae"]) <= 2.5e-4 < max(lrs["a_vae"])  # (b)'s VAE stage fine-tunes at expand_lr
@@ -200,7 +205,21 @@ def test_expansion_study_runs_resumes_and_compares_at_equal_steps(tmp_path: Path
     again = run_study(config.expansion, tmp_path / "study")
     assert again["wall_s"] == results["wall_s"] and again["models"] == models  # nothing retrained, same figures
     assert "| (b) expanded 16-channel | 16 | 4 | 4 |" in markdown(results)
-    assert "VAE reconstruction PSNR" in markdown(results)
+    assert "VAE reconstruction PSNR" in markdown(results) and "reconstructed in 32 px squares" in markdown(results)
+
+
+def test_tiled_reconstruction_stitches_independent_squares(vae4) -> None:
+    """Each square is reconstructed alone and put back in place; the edge is padded and cropped; a tile that is
+    not a multiple of the stride is refused."""
+    image = torch.rand(3, 20, 28, generator=torch.Generator().manual_seed(3))
+    tiled = reconstruct(vae4, image, tile=8)
+    assert tiled.shape == image.shape
+    torch.testing.assert_close(tiled[:, 8:16, 16:24], reconstruct(vae4, image[:, 8:16, 16:24]))
+    padded = torch.nn.functional.pad(image[None], (0, 4, 0, 4), mode="replicate")[0]  # 24 x 32
+    torch.testing.assert_close(tiled[:, 16:, 24:], reconstruct(vae4, padded[:, 16:24, 24:32])[:, :4, :4])
+    assert not torch.allclose(tiled, reconstruct(vae4, image))  # GroupNorm sees each square's own statistics
+    with pytest.raises(ValueError, match="tile 5 is not a multiple of the VAE's stride 2"):
+        reconstruct(vae4, image, tile=5)
 
 
 def test_linear_denoiser_loss_is_the_gaussian_optimum() -> None:

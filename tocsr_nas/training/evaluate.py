@@ -15,13 +15,26 @@ from ..vae import decode_latents, encode_latents
 
 
 @torch.no_grad()
-def reconstruct(vae: AutoencoderKL, image: torch.Tensor) -> torch.Tensor:
-    """Encode (posterior mean) and decode one ``(3, H, W)`` image; pads to the VAE's stride and crops back."""
+def reconstruct(vae: AutoencoderKL, image: torch.Tensor, tile: int | None = None, batch_size: int = 64) -> torch.Tensor:
+    """Encode (posterior mean) and decode one ``(3, H, W)`` image; pads to the VAE's stride and crops back.
+
+    With ``tile``, the (replicate-padded) image is cut into non-overlapping ``tile`` x ``tile`` squares, each encoded
+    and decoded alone (``batch_size`` at a time) and stitched back: a VAE trained on small crops sees the
+    GroupNorm statistics of its training crops, which on whole images differ and can shift colours.
+    """
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    if tile is not None and tile % factor:
+        raise ValueError(f"tile {tile} is not a multiple of the VAE's stride {factor}")
+    size = tile or factor
     height, width = image.shape[1:]
-    pad_h, pad_w = (-height) % factor, (-width) % factor
-    padded = F.pad(image[None], (0, pad_w, 0, pad_h), mode="replicate")
-    return decode_latents(vae, encode_latents(vae, padded))[0, :, :height, :width]
+    padded = F.pad(image[None], (0, (-width) % size, 0, (-height) % size), mode="replicate")
+    if tile is None:
+        return decode_latents(vae, encode_latents(vae, padded))[0, :, :height, :width]
+    rows, cols = padded.shape[2] // size, padded.shape[3] // size
+    squares = padded[0].unfold(1, size, size).unfold(2, size, size).permute(1, 2, 0, 3, 4).reshape(-1, 3, size, size)
+    decoded = torch.cat([decode_latents(vae, encode_latents(vae, chunk)) for chunk in squares.split(batch_size)])
+    stitched = decoded.reshape(rows, cols, 3, size, size).permute(2, 0, 3, 1, 4).reshape(3, rows * size, cols * size)
+    return stitched[:, :height, :width]
 
 
 def psnr(reference: torch.Tensor, estimate: torch.Tensor) -> float:

@@ -217,12 +217,13 @@ def export_teacher(teacher: Teacher, scheduler: DDPMScheduler, folder: Path, inf
     return folder
 
 
-def reconstruction_psnr(vae: AutoencoderKL, files: list[Path]) -> dict[str, float]:
-    """Mean whole-image reconstruction PSNR (dB) of ``vae`` over ``files``, on RGB and on the Y channel."""
+def reconstruction_psnr(vae: AutoencoderKL, files: list[Path], tile: int | None = None) -> dict[str, float]:
+    """Mean whole-image reconstruction PSNR (dB) of ``vae`` over ``files``, on RGB and on the Y channel (with
+    ``tile``: each image reconstructed in ``tile``-px squares, :func:`~tocsr_nas.training.evaluate.reconstruct`)."""
     rgb, y = [], []
     for path in files:
         image = load_image(path)
-        recon = reconstruct(vae, image)
+        recon = reconstruct(vae, image, tile)
         rgb.append(psnr(image, recon))
         y.append(psnr_y(recon, image))
     return {"rgb": sum(rgb) / len(rgb), "y": sum(y) / len(y)}

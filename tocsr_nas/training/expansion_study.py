@@ -86,7 +86,12 @@ class ExpansionStudy(pydantic.BaseModel, extra="forbid"):
 
 
 def check_study(study: ExpansionStudy, source: str | Path = "expansion") -> None:
-    """Refuse, before anything is written, a missing or empty folder and an evaluation folder that is trained on."""
+    """Refuse, before anything is written, a missing or empty folder, an evaluation folder that is trained on and
+    VAE crops that are not a multiple of the VAE's stride."""
+    stride = 2 ** (len(build_vae({**study.vae, "latent_channels": study.small}).config.block_out_channels) - 1)
+    if study.data.crop_size % stride:
+        raise ConfigError(f"VAE training crops of {study.data.crop_size} px are not a multiple of the VAE's stride "
+                          f"{stride}", source=source, key="expansion.data.crop_size")
     train = {str(Path(d.source).resolve()) if d.source != BUILTIN else BUILTIN for d in (study.data, study.unet_data)}
     for key, folder in [("data.source", study.data.source), ("unet_data.source", study.unet_data.source),
                         ("held_out", study.held_out), *((f"eval[{i}]", f) for i, f in enumerate(study.eval))]:
@@ -165,6 +170,8 @@ def run_study(study: ExpansionStudy, out: str | Path,
         row = results["models"][model]
         row["latent_channels"] = int(vae.config.latent_channels)
         row["psnr"] = {Path(f).name: reconstruction_psnr(vae, resolve_image_files(f)) for f in study.eval}
+        row["psnr_tiled"] = {Path(f).name: reconstruction_psnr(vae, resolve_image_files(f), study.data.crop_size)
+                             for f in study.eval}
         crops = _held_out_crops(study.held_out, study.unet_data.crop_size, study.held_out_crops)
         vae_shape = {**study.vae, "latent_channels": row["latent_channels"]}
         row["vae_curve"] = [point for folder, offset in vae_runs
@@ -280,7 +287,7 @@ def _widened_start(folder: Path, config: Path, channels: int, seed: int) -> Teac
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:
     """The headline figures of a study's results (per model: PSNR per evaluation folder, final held-out loss)."""
-    return {model: {"psnr": row.get("psnr"), "held_out_loss": row.get("held_out_loss")}
+    return {model: {key: row.get(key) for key in ("psnr", "psnr_tiled", "held_out_loss")}
             for model, row in results["models"].items()}
 
 
@@ -301,6 +308,16 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {LABELS[model]} | {row['latent_channels']} | {row['steps']['vae']} | {row['steps']['unet']} "
                      f"| {cells} | {row['held_out_loss']:.4f} | {row['linear_denoiser']:.4f} | {row['predict_zero']:.4f} "
                      f"| {seconds:.0f} |")
+    tiled = {m: row["psnr_tiled"] for m, row in models.items() if "psnr_tiled" in row}
+    if tiled:
+        lines += ["", f"The same images reconstructed in {results['config']['data']['crop_size']} px squares, each "
+                  "encoded and decoded alone (the VAE training crop size; GroupNorm then normalises with the "
+                  "statistics of a training-sized crop, which whole images do not have), PSNR in dB:", "",
+                  "| model | " + " | ".join(f"{s} RGB | {s} Y" for s in sets) + " |",
+                  "|---|" + "---:|" * (2 * len(sets))]
+        for model, row in tiled.items():
+            lines.append(f"| {LABELS[model]} | "
+                         + " | ".join(f"{row[s]['rgb']:.2f} | {row[s]['y']:.2f}" for s in sets) + " |")
     curves = {m: dict((int(s), v) for s, v in models[m]["curve"]) for m in ("a", "b", "c") if m in models}
     if "b" in models and "widened_start" in models["b"]:
         step, value = models["b"]["widened_start"]

@@ -334,6 +334,8 @@ def test_recipes_train_resume_and_export(vae_dir, tmp_path, micro_space_path):
     trained = load_sr_model(again["model"], kind="sr-onestep")
     assert trained.timestep == 100 and any(
         not torch.equal(a, b) for a, b in zip(trained.net.state_dict().values(), model.net.state_dict().values()))
+    chain = trained.info["init_info"]  # every stage's recipe: this one's, its init's, and the init's init
+    assert chain["recipe"]["loss"]["adversarial"] == 0.1 and chain["init_info"]["recipe"]["recipe"] == "sr-adapt"
     with pytest.raises(ConfigError, match="no multi-step teacher targets"):
         run_sr_onestep(SROneStepRecipe.model_validate({**further, "loss": {"teacher_l2": 1.0}}), tmp_path / "bad")
     with pytest.raises(ConfigError, match="timestep") as err:

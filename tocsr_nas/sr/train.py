@@ -307,7 +307,8 @@ def run_sr_onestep(recipe: SROneStepRecipe, out_dir: str | Path, *, resume: bool
     summary: dict[str, Any] = {"recipe": "sr-onestep", "steps": result.step, "resumed_from": result.resumed_from,
                                "wall_s": result.wall_s, "final": result.history[-1] if result.history else {}}
     if result.step >= min(loop.steps, export_at or loop.steps):
-        info = {"recipe": recipe.model_dump(), "steps": result.step, "init": str(recipe.init)}
+        # the init's own info nests, so a model trained in stages keeps every stage's recipe
+        info = {"recipe": recipe.model_dump(), "steps": result.step, "init": str(recipe.init), "init_info": teacher.info}
         model = SRModel(net=result.model.student, vae=teacher.vae, scheduler=teacher.scheduler, kind="sr-onestep",
                         scale=teacher.scale, timestep=recipe.timestep, output=recipe.output, info=info)
         summary["model"] = str(save_sr_model(model, out_dir / MODEL_DIR))

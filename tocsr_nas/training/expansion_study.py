@@ -1,5 +1,6 @@
 """The expansion study: a 4-channel teacher (a), its expansion to 16 channels (b) and a 16-channel teacher trained
-from scratch (c), at equal training steps, compared on whole-image VAE reconstruction PSNR and held-out denoising loss.
+from scratch (c), at equal training steps, compared on VAE reconstruction PSNR (whole images, and the same images
+reconstructed in squares of the VAE training crop size) and held-out denoising loss.
 
 (a) trains a ``latent_channels: small`` VAE for ``vae_loop.steps`` steps, then a ``teacher``-shaped UNet on its
 latents for ``unet_loop.steps``. (b) runs the ``expand`` recipe on (a) with the same per-stage budgets (its VAE stage,

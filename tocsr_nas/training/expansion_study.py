@@ -287,7 +287,8 @@ def _widened_start(folder: Path, config: Path, channels: int, seed: int) -> Teac
 
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:
-    """The headline figures of a study's results (per model: PSNR per evaluation folder, final held-out loss)."""
+    """The headline figures of a study's results (per model: PSNR per evaluation folder, whole and in squares, final
+    held-out loss)."""
     return {model: {key: row.get(key) for key in ("psnr", "psnr_tiled", "held_out_loss")}
             for model, row in results["models"].items()}
 

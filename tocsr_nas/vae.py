@@ -45,6 +45,11 @@ def build_vae(kwargs: dict[str, Any], source: str | Path | None = None) -> Autoe
     return vae
 
 
+def vae_stride(vae: AutoencoderKL) -> int:
+    """Pixels per latent pixel (each block but the last halves the resolution)."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
 def vae_config(vae: AutoencoderKL) -> dict[str, Any]:
     """The constructor arguments of ``vae`` (JSON-serialisable, without diffusers' private keys)."""
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(vae.config).items() if not k.startswith("_")}

@@ -17,7 +17,7 @@ from ..data.images import ImageCropDataset, resolve_image_files
 from ..errors import ConfigError
 from ..teachers import Teacher
 from ..training.teacher_recipe import SchedulerConfig
-from ..vae import encode_latents, load_vae
+from ..vae import encode_latents, load_vae, vae_stride
 from .config import LatentConfig, TimestepConfig
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class VaeLatents:
 
     def __init__(self, vae: AutoencoderKL, files: list[Path], latent_size: int, length: int, seed: int,
                  flips: bool) -> None:
-        factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        factor = vae_stride(vae)
         self.vae = vae.eval().requires_grad_(False)
         self.dataset = ImageCropDataset(files, latent_size * factor, length, seed=seed, flips=flips)
 

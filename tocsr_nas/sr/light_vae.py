@@ -29,7 +29,7 @@ from ..atomic import read_safetensors, save_safetensors
 from ..config_io import read_mapping
 from ..errors import ConfigError
 from ..training.config import DataConfig, LoopConfig
-from ..vae import encode_latents
+from ..vae import encode_latents, vae_stride
 
 LIGHT_CONFIG = "light.json"
 LIGHT_WEIGHTS = "light.safetensors"
@@ -153,7 +153,7 @@ def run_light_vae(recipe: LightVAERecipe, out_dir: str | Path, *, resume: bool =
     if int(vae.config.latent_channels) != recipe.light.latent_channels:
         raise ConfigError(f"the VAE has {vae.config.latent_channels} latent channels", key="light.latent_channels",
                           allowed=[int(vae.config.latent_channels)])
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    factor = vae_stride(vae)
     if recipe.light.factor != factor:
         raise ConfigError(f"the VAE's factor is {factor}", key="light.factor", allowed=[factor])
     torch.manual_seed(recipe.loop.seed)

@@ -35,7 +35,7 @@ from ..compact import CompactUNet, UnitChoice, check_plugins
 from ..config_io import read_folder_config
 from ..errors import ConfigError
 from ..training.checkpoint import sha256_file
-from ..vae import VAE_WEIGHTS_FILE, load_vae, save_vae
+from ..vae import VAE_WEIGHTS_FILE, load_vae, save_vae, vae_stride
 from .adapt import SRUNet, widen_conv_in
 from .light_vae import LIGHT_WEIGHTS, LightVAE, load_light_vae, save_light_vae
 from .shift import ShiftConfig
@@ -80,7 +80,7 @@ class SRModel:
     @property
     def vae_factor(self) -> int:
         """Pixels per latent pixel of the VAE."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return vae_stride(self.vae)
 
     @property
     def unet_factor(self) -> int:

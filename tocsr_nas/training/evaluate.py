@@ -11,7 +11,7 @@ from diffusers import AutoencoderKL, DDPMScheduler
 
 from ..data.images import load_image
 from ..teachers import Teacher
-from ..vae import decode_latents, encode_latents
+from ..vae import decode_latents, encode_latents, vae_stride
 
 
 @torch.no_grad()
@@ -22,7 +22,7 @@ def reconstruct(vae: AutoencoderKL, image: torch.Tensor, tile: int | None = None
     and decoded alone (``batch_size`` at a time) and stitched back: a VAE trained on small crops sees the
     GroupNorm statistics of its training crops, which on whole images differ and can shift colours.
     """
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    factor = vae_stride(vae)
     if tile is not None and tile % factor:
         raise ValueError(f"tile {tile} is not a multiple of the VAE's stride {factor}")
     size = tile or factor

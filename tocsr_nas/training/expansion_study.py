@@ -37,7 +37,7 @@ from ..expansion import widen_unet
 from ..sr.metrics import psnr_y
 from ..teachers import CONFIG_DIR, Teacher, load_teacher
 from ..teachers.weights import untrained_teacher
-from ..vae import build_vae, load_vae
+from ..vae import build_vae, load_vae, vae_stride
 from .checkpoint import list_checkpoints, load_checkpoint
 from .config import DataConfig, LoopConfig
 from .evaluate import denoising_loss, psnr, reconstruct
@@ -89,7 +89,7 @@ class ExpansionStudy(pydantic.BaseModel, extra="forbid"):
 def check_study(study: ExpansionStudy, source: str | Path = "expansion") -> None:
     """Refuse, before anything is written, a missing or empty folder, an evaluation folder that is trained on and
     VAE crops that are not a multiple of the VAE's stride."""
-    stride = 2 ** (len(build_vae({**study.vae, "latent_channels": study.small}).config.block_out_channels) - 1)
+    stride = vae_stride(build_vae({**study.vae, "latent_channels": study.small}))
     if study.data.crop_size % stride:
         raise ConfigError(f"VAE training crops of {study.data.crop_size} px are not a multiple of the VAE's stride "
                           f"{stride}", source=source, key="expansion.data.crop_size")

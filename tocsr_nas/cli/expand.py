@@ -32,12 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config_io import validate  # noqa: PLC0415  (heavy imports only for this command)
     from ..data.images import list_image_files  # noqa: PLC0415
-    from ..training.expand_recipe import (  # noqa: PLC0415
-        ExpandRecipe,
-        load_source,
-        reconstruction_psnr,
-        run_expand_recipe,
-    )
+    from ..training.evaluate import reconstruction_psnr  # noqa: PLC0415
+    from ..training.expand_recipe import ExpandRecipe, load_source, run_expand_recipe  # noqa: PLC0415
 
     data = read_recipe(args, loops=("vae_loop", "unet_loop"))
     if args.teacher is not None:

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 def _train_vae(args: argparse.Namespace, data: dict) -> dict:
     from ..config_io import validate  # noqa: PLC0415  (pydantic/yaml only when run)
     from ..data.images import list_image_files  # noqa: PLC0415  (heavy imports only for this command)
-    from ..training.evaluate import vae_psnr  # noqa: PLC0415
+    from ..training.evaluate import reconstruction_psnr  # noqa: PLC0415
     from ..training.vae_recipe import VaeRecipe, run_vae_recipe  # noqa: PLC0415
 
     recipe = validate(VaeRecipe, data, source=args.config)
@@ -42,7 +42,7 @@ def _train_vae(args: argparse.Namespace, data: dict) -> dict:
     summary = {"recipe": "vae", "steps": result.step, "resumed_from": result.resumed_from, "wall_s": result.wall_s,
                "scaling_factor": float(vae.config.scaling_factor),
                "params": sum(p.numel() for p in vae.parameters()), "final": result.history[-1] if result.history else {}}
-    summary["psnr_db"] = {name: vae_psnr(vae, files) for name, files in eval_files.items()}
+    summary["psnr_db"] = {name: reconstruction_psnr(vae, files)["rgb"] for name, files in eval_files.items()}
     return summary
 
 

@@ -1,4 +1,5 @@
-"""Evaluation: VAE reconstruction PSNR on whole images and a seeded held-out denoising loss."""
+"""Evaluation: VAE reconstruction PSNR (whole images or training-sized squares) and a seeded held-out denoising
+loss."""
 from __future__ import annotations
 
 import math
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler
 
 from ..data.images import load_image
+from ..sr.metrics import psnr_y
 from ..teachers import Teacher
 from ..vae import decode_latents, encode_latents, vae_stride
 
@@ -44,13 +46,16 @@ def psnr(reference: torch.Tensor, estimate: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
 
 
-def vae_psnr(vae: AutoencoderKL, files: Sequence[str | Path]) -> float:
-    """Mean reconstruction PSNR (dB) of ``vae`` over whole images."""
-    values = []
+def reconstruction_psnr(vae: AutoencoderKL, files: Sequence[str | Path], tile: int | None = None) -> dict[str, float]:
+    """Mean whole-image reconstruction PSNR (dB) of ``vae`` over ``files``, on RGB and on the Y channel (with
+    ``tile``: each image reconstructed in ``tile``-px squares, see :func:`reconstruct`)."""
+    rgb, y = [], []
     for path in files:
         image = load_image(path)
-        values.append(psnr(image, reconstruct(vae, image)))
-    return sum(values) / len(values)
+        recon = reconstruct(vae, image, tile)
+        rgb.append(psnr(image, recon))
+        y.append(psnr_y(recon, image))
+    return {"rgb": sum(rgb) / len(rgb), "y": sum(y) / len(y)}
 
 
 @torch.no_grad()

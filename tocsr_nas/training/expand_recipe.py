@@ -29,14 +29,13 @@ from diffusers import AutoencoderKL, DDPMScheduler
 from torch import nn
 
 from ..atomic import write_text
-from ..data.images import BUILTIN, ImageCropDataset, load_image, resolve_image_files
+from ..data.images import BUILTIN, ImageCropDataset, resolve_image_files
 from ..errors import ConfigError
 from ..expansion import expand_vae, widen_unet
-from ..sr.metrics import psnr_y
 from ..teachers import TEACHER_FILE, LearnedContext, Teacher, load_teacher
 from ..teachers.weights import load_scheduler, save_teacher_weights, weights_folder
 from .config import DataConfig, LoopConfig
-from .evaluate import denoising_loss, psnr, reconstruct
+from .evaluate import denoising_loss
 from .loop import train
 from .teacher_recipe import DiffusionTask, SchedulerConfig, held_out_latents
 
@@ -215,15 +214,3 @@ def export_teacher(teacher: Teacher, scheduler: DDPMScheduler, folder: Path, inf
               "weights": "weights"}
     write_text(folder / TEACHER_FILE, yaml.safe_dump(config, sort_keys=False))
     return folder
-
-
-def reconstruction_psnr(vae: AutoencoderKL, files: list[Path], tile: int | None = None) -> dict[str, float]:
-    """Mean whole-image reconstruction PSNR (dB) of ``vae`` over ``files``, on RGB and on the Y channel (with
-    ``tile``: each image reconstructed in ``tile``-px squares, :func:`~tocsr_nas.training.evaluate.reconstruct`)."""
-    rgb, y = [], []
-    for path in files:
-        image = load_image(path)
-        recon = reconstruct(vae, image, tile)
-        rgb.append(psnr(image, recon))
-        y.append(psnr_y(recon, image))
-    return {"rgb": sum(rgb) / len(rgb), "y": sum(y) / len(y)}

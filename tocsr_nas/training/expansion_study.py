@@ -40,8 +40,8 @@ from ..teachers.weights import untrained_teacher
 from ..vae import build_vae, load_vae, vae_stride
 from .checkpoint import list_checkpoints, load_checkpoint
 from .config import DataConfig, LoopConfig
-from .evaluate import denoising_loss, psnr, reconstruct
-from .expand_recipe import ExpandRecipe, ExpandVaeLoss, reconstruction_psnr, run_expand_recipe
+from .evaluate import denoising_loss, psnr, reconstruct, reconstruction_psnr
+from .expand_recipe import ExpandRecipe, ExpandVaeLoss, run_expand_recipe
 from .loop import CHECKPOINT_DIR
 from .teacher_recipe import (
     SchedulerConfig,

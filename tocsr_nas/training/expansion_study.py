@@ -137,6 +137,7 @@ def run_study(study: ExpansionStudy, out: str | Path,
     v, u = study.vae_loop.steps, study.unet_loop.steps
     configs = {c: _teacher_config(out, study.teacher, study.unet, c) for c in (study.small, study.large)}
     scheduler = study.scheduler.build()
+    eval_files = {Path(f).name: resolve_image_files(f) for f in study.eval}
 
     def update(name: str, seconds: float | None) -> None:
         if seconds is not None:
@@ -170,9 +171,9 @@ def run_study(study: ExpansionStudy, out: str | Path,
         teacher checkpoint in ``runs`` (folder, step offset, config)."""
         row = results["models"][model]
         row["latent_channels"] = int(vae.config.latent_channels)
-        row["psnr"] = {Path(f).name: reconstruction_psnr(vae, resolve_image_files(f)) for f in study.eval}
-        row["psnr_tiled"] = {Path(f).name: reconstruction_psnr(vae, resolve_image_files(f), study.data.crop_size)
-                             for f in study.eval}
+        row["psnr"] = {name: reconstruction_psnr(vae, files) for name, files in eval_files.items()}
+        row["psnr_tiled"] = {name: reconstruction_psnr(vae, files, study.data.crop_size)
+                             for name, files in eval_files.items()}
         crops = _held_out_crops(study.held_out, study.unet_data.crop_size, study.held_out_crops)
         vae_shape = {**study.vae, "latent_channels": row["latent_channels"]}
         row["vae_curve"] = [point for folder, offset in vae_runs
@@ -293,6 +294,11 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
             for model, row in results["models"].items()}
 
 
+def _psnr_cells(psnr_by_set: dict[str, dict[str, float]], sets: list[str]) -> str:
+    """``RGB | Y`` table cells (dB) for each evaluation set."""
+    return " | ".join(f"{psnr_by_set[s]['rgb']:.2f} | {psnr_by_set[s]['y']:.2f}" for s in sets)
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The results as Markdown: one row per model, then the held-out loss curves of (b) and (c) by step."""
     models = {m: row for m, row in results["models"].items() if "held_out_loss" in row}
@@ -305,7 +311,7 @@ def markdown(results: dict[str, Any]) -> str:
              + " | held-out loss | linear denoiser | predict zero | train wall (s) |",
              "|---|---:|---:|---:|" + "---:|" * (2 * len(sets)) + "---:|---:|---:|---:|"]
     for model, row in models.items():
-        cells = " | ".join(f"{row['psnr'][s]['rgb']:.2f} | {row['psnr'][s]['y']:.2f}" for s in sets)
+        cells = _psnr_cells(row["psnr"], sets)
         seconds = sum(wall.get(part, float("nan")) for part in walls[model])
         lines.append(f"| {LABELS[model]} | {row['latent_channels']} | {row['steps']['vae']} | {row['steps']['unet']} "
                      f"| {cells} | {row['held_out_loss']:.4f} | {row['linear_denoiser']:.4f} | {row['predict_zero']:.4f} "
@@ -318,8 +324,7 @@ def markdown(results: dict[str, Any]) -> str:
                   "| model | " + " | ".join(f"{s} RGB | {s} Y" for s in sets) + " |",
                   "|---|" + "---:|" * (2 * len(sets))]
         for model, row in tiled.items():
-            lines.append(f"| {LABELS[model]} | "
-                         + " | ".join(f"{row[s]['rgb']:.2f} | {row[s]['y']:.2f}" for s in sets) + " |")
+            lines.append(f"| {LABELS[model]} | {_psnr_cells(row, sets)} |")
     curves = {m: dict((int(s), v) for s, v in models[m]["curve"]) for m in ("a", "b", "c") if m in models}
     if "b" in models and "widened_start" in models["b"]:
         step, value = models["b"]["widened_start"]

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tocsr_nas.data.images import builtin_image_files
 from tocsr_nas.errors import ConfigError
-from tocsr_nas.expansion import expand_vae, widen_unet
+from tocsr_nas.expansion import expand_vae, leading_channels_only, widen_unet
 from tocsr_nas.experiments import resolve
 from tocsr_nas.teachers import load_teacher
 from tocsr_nas.teachers.weights import save_teacher_weights
@@ -74,6 +74,25 @@ def test_expanded_vae_encodes_and_decodes_as_the_old_one(vae4) -> None:
         assert torch.allclose(vae16.decode(z).sample, vae4.decode(z[:, :4]).sample, atol=1e-6)
     with pytest.raises(ConfigError, match="already has a 16-channel latent"):
         expand_vae(vae16, 16)
+
+
+def test_leading_channels_only_zeroes_the_extra_posterior_means(vae4) -> None:
+    """The copy encodes the first channels as the VAE does and zero on the rest; the VAE itself is untouched."""
+    vae16 = expand_vae(vae4, 16)
+    with torch.no_grad():  # the decoder reads the extra channels, as after training
+        vae16.decoder.conv_in.weight[:, 4:].normal_(generator=torch.Generator().manual_seed(4))
+    before = {k: v.clone() for k, v in vae16.state_dict().items()}
+    restricted = leading_channels_only(vae16, 4)
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        full, kept = vae16.encode(images).latent_dist, restricted.encode(images).latent_dist
+        assert torch.equal(kept.mean[:, :4], full.mean[:, :4]) and not kept.mean[:, 4:].any()
+        assert full.mean[:, 4:].abs().mean() > 0
+    image = images[0] / 2 + 0.5
+    assert not torch.allclose(reconstruct(restricted, image), reconstruct(vae16, image))
+    assert all(torch.equal(before[k], v) for k, v in vae16.state_dict().items())
+    with pytest.raises(ValueError, match="between 1 and 15, not 16"):
+        leading_channels_only(vae16, 16)
 
 
 def test_expanded_vae_extra_channels_get_gradients(vae4) -> None:
@@ -177,7 +196,7 @@ def test_expansion_experiment_refuses_bad_folders(tmp_path: Path, capsys: pytest
 
 @pytest.mark.slow
 def test_expansion_study_runs_resumes_and_compares_at_equal_steps(tmp_path: Path) -> None:
-    """The study at a micro size: three models, (b) and (c) at equal steps, curves, and a rerun resumes."""
+    """The study at a micro size: four models, (b), (c) and (d) at equal steps, curves, and a rerun resumes."""
     [(_, config)] = resolve(EXPANSION, [
         f"expansion.data.source={_image_folder(tmp_path, 'train', 2)}", "expansion.unet_data.source=builtin",
         f"expansion.eval=[{_image_folder(tmp_path, 'eval', 1, offset=2)}]",
@@ -189,22 +208,27 @@ def test_expansion_study_runs_resumes_and_compares_at_equal_steps(tmp_path: Path
         "num_threads: 1}"])
     results = run_study(config.expansion, tmp_path / "study")
     models = results["models"]
-    assert [models[m]["latent_channels"] for m in "abc"] == [4, 16, 16]
-    assert models["b"]["steps"] == models["c"]["steps"] == {"vae": 4, "unet": 4}
+    assert [models[m]["latent_channels"] for m in "abcd"] == [4, 16, 16, 4]
+    assert models["b"]["steps"] == models["c"]["steps"] == models["d"]["steps"] == {"vae": 4, "unet": 4}
     assert [s for s, _ in models["a"]["curve"]] == [1, 2] and [s for s, _ in models["b"]["curve"]] == [3, 4]
-    assert [s for s, _ in models["c"]["curve"]] == [1, 2, 3, 4] and models["b"]["widened_start"][0] == 2
+    assert [s for s, _ in models["c"]["curve"]] == [s for s, _ in models["d"]["curve"]] == [1, 2, 3, 4]
+    assert models["b"]["widened_start"][0] == 2
     assert set(models["c"]["psnr"]["eval"]) == set(models["c"]["psnr_tiled"]["eval"]) == {"rgb", "y"}
     assert models["c"]["psnr_tiled"] != models["c"]["psnr"]  # 32 px squares of the 96x80 images, not the whole
     lrs = {run: [json.loads(line)["lr"] for line in (tmp_path / "study" / run / "metrics.jsonl").open()]
            for run in ("a_vae", "b_expanded/vae")}
     assert max(lrs["b_expanded/vae"]) <= 2.5e-4 < max(lrs["a_vae"])  # (b)'s VAE stage fine-tunes at expand_lr
-    vae_steps = {m: [s for s, _ in models[m]["vae_curve"]] for m in "abc"}
-    assert vae_steps == {"a": [1, 2], "b": [3, 4], "c": [1, 2, 3, 4]}  # every VAE checkpoint, (b) continuing (a)
-    assert all(set(point) == {"rgb", "y"} for m in "abc" for _, point in models[m]["vae_curve"])
+    vae_steps = {m: [s for s, _ in models[m]["vae_curve"]] for m in "abcd"}
+    assert vae_steps == {"a": [1, 2], "b": [3, 4], "c": [1, 2, 3, 4], "d": [1, 2, 3, 4]}  # (b) continues (a)
+    assert all(set(point) == {"rgb", "y"} for m in "abcd" for _, point in models[m]["vae_curve"])
+    assert set(results["wall_s"]) >= {"d_vae", "d_teacher"}
     assert models["c"]["vae_curve"][-1][1] != models["c"]["vae_curve"][0][1]  # each checkpoint's own weights
     again = run_study(config.expansion, tmp_path / "study")
     assert again["wall_s"] == results["wall_s"] and again["models"] == models  # nothing retrained, same figures
     assert "| (b) expanded 16-channel | 16 | 4 | 4 |" in markdown(results)
+    assert "| (d) 4-channel as long as (c) | 4 | 4 | 4 |" in markdown(results)
+    assert set(models["b"]["psnr_tiled_old_subspace"]["eval"]) == {"rgb", "y"}
+    assert "| (b) expanded 16-channel, its first 4 latent channels alone (the rest zero) |" in markdown(results)
     assert "VAE reconstruction PSNR" in markdown(results) and "reconstructed in 32 px squares" in markdown(results)
 
 

@@ -21,6 +21,8 @@ Training after these initialisations (VAE distillation, UNet fine-tuning) is not
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
@@ -105,3 +107,20 @@ def expand_vae(vae: AutoencoderKL, channels: int, *, seed: int = 0) -> Autoencod
     dec_new.weight[:, :old] = dec_old.weight
     dec_new.bias.copy_(dec_old.bias)
     return new.eval()
+
+
+@torch.no_grad()
+def leading_channels_only(vae: AutoencoderKL, channels: int) -> AutoencoderKL:
+    """A copy of ``vae`` whose posterior mean is zero beyond its first ``channels`` latent channels.
+
+    Reconstructing with it measures what an expanded VAE's old subspace carries alone, i.e. how much its extra
+    channels add (they add nothing where the copy reconstructs as well as ``vae``).
+    """
+    latent = int(vae.config.latent_channels)
+    if not 0 < channels < latent:
+        raise ValueError(f"channels must be between 1 and {latent - 1}, not {channels}")
+    restricted = copy.deepcopy(vae)
+    moments = restricted.quant_conv if restricted.quant_conv is not None else restricted.encoder.conv_out
+    moments.weight[channels:latent] = 0  # rows: the posterior's mean channels, then its log-variances
+    moments.bias[channels:latent] = 0
+    return restricted.eval()

@@ -1,18 +1,22 @@
-"""The expansion study: a 4-channel teacher (a), its expansion to 16 channels (b) and a 16-channel teacher trained
-from scratch (c), at equal training steps, compared on VAE reconstruction PSNR (whole images, and the same images
-reconstructed in squares of the VAE training crop size) and held-out denoising loss.
+"""The expansion study: a 4-channel teacher (a), its expansion to 16 channels (b), a 16-channel teacher trained
+from scratch (c) and a 4-channel one trained as long as (c) (d), compared on VAE reconstruction PSNR (whole images,
+and the same images reconstructed in squares of the VAE training crop size) and held-out denoising loss.
 
 (a) trains a ``latent_channels: small`` VAE for ``vae_loop.steps`` steps, then a ``teacher``-shaped UNet on its
-latents for ``unet_loop.steps``. (b) runs the ``expand`` recipe on (a) with the same per-stage budgets (its VAE stage,
-which fine-tunes a VAE that starts equal to (a)'s, at peak lr ``expand_lr``), so its VAE and UNet have trained twice
-those budgets since random init. (c) trains a ``latent_channels: large`` VAE and UNet
-from random init for twice the budgets: (b) and (c) have the same number of steps. Every teacher checkpoint is kept
-and its EMA weights' held-out loss measured afterwards, giving loss-vs-step curves ((b)'s continues (a)'s, plus the
-widened but untrained UNet at step ``unet_loop.steps``). Every VAE checkpoint is kept too, and its reconstruction
-PSNR on the same held-out crops gives PSNR-vs-step curves ((b)'s continues (a)'s). Each held-out loss is on the
+latents for ``unet_loop.steps``. (b) runs the ``expand`` recipe on (a) with the same per-stage budgets (its VAE
+stage, which fine-tunes a VAE that starts equal to (a)'s, at peak lr ``expand_lr``), so its VAE and UNet have
+trained twice those budgets since random init. (c) trains a ``latent_channels: large`` VAE and UNet from random init
+for twice the budgets: (b) and (c) have the same number of steps. (d) is (c) with ``small`` latent channels, the
+control at equal steps: (c) against (d) measures what the latent's width alone gives, (b) against (d) what the
+expansion gives over training the 4-channel model as long. Every teacher checkpoint is kept and its EMA weights'
+held-out loss measured afterwards, giving loss-vs-step curves ((b)'s continues (a)'s, plus the widened but untrained
+UNet at step ``unet_loop.steps``). Every VAE checkpoint is kept too, and its reconstruction PSNR on the same
+held-out crops gives PSNR-vs-step curves ((b)'s continues (a)'s). (b)'s VAE is also measured on its first ``small``
+latent channels alone (the rest zero), which shows how much its extra channels add. Each held-out loss is on the
 model's own VAE latents (posterior means times its scaling factor), so latent spaces differ between models; "predict
-zero" and the best per-channel linear denoiser (:func:`linear_denoiser_loss`, how hard each latent space is) are given
-beside each. Every sub-run has its own folder and resumes from its checkpoints; ``study.json`` is rewritten after each.
+zero" and the best per-channel linear denoiser (:func:`linear_denoiser_loss`, how hard each latent space is) are
+given beside each. Every sub-run has its own folder and resumes from its checkpoints; ``study.json`` is rewritten
+after each.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from ..atomic import write_json, write_text
 from ..config_io import read_mapping
 from ..data.images import BUILTIN, ImageCropDataset, resolve_image_files
 from ..errors import ConfigError
-from ..expansion import widen_unet
+from ..expansion import leading_channels_only, widen_unet
 from ..sr.metrics import psnr_y
 from ..teachers import CONFIG_DIR, Teacher, load_teacher
 from ..teachers.weights import untrained_teacher
@@ -55,8 +59,9 @@ from .vae_recipe import VaeLoss, VaeRecipe, run_vae_recipe
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "study.json"
-MODELS = ("a", "b", "c")
-LABELS = {"a": "(a) 4-channel", "b": "(b) expanded 16-channel", "c": "(c) 16-channel from scratch"}
+MODELS = ("a", "b", "c", "d")
+LABELS = {"a": "(a) 4-channel", "b": "(b) expanded 16-channel", "c": "(c) 16-channel from scratch",
+          "d": "(d) 4-channel as long as (c)"}
 
 
 class ExpansionStudy(pydantic.BaseModel, extra="forbid"):
@@ -74,7 +79,7 @@ class ExpansionStudy(pydantic.BaseModel, extra="forbid"):
     vae: dict[str, Any]  # VAE architecture; latent_channels is set per model
     vae_loss: VaeLoss = VaeLoss()
     expand_loss: ExpandVaeLoss = ExpandVaeLoss()
-    vae_loop: LoopConfig  # per stage: (a) and the expansion train this many steps, (c) twice as many
+    vae_loop: LoopConfig  # per stage: (a) and the expansion train this many steps, (c) and (d) twice as many
     expand_lr: float | None = pydantic.Field(None, gt=0)  # peak lr of (b)'s VAE fine-tuning (default vae_loop.lr)
     unet_loop: LoopConfig
     scheduler: SchedulerConfig = SchedulerConfig()
@@ -209,13 +214,17 @@ def run_study(study: ExpansionStudy, out: str | Path,
     widened = _widened_start(out / "a_teacher", configs[study.small], study.large, study.unet_loop.seed)
     latents = held_out_latents(expanded.vae, study.held_out, study.unet_data.crop_size, study.held_out_crops)
     results["models"]["b"]["widened_start"] = [u, denoising_loss(widened, latents, scheduler)]
+    leading = leading_channels_only(expanded.vae, study.small)
+    results["models"]["b"]["psnr_tiled_old_subspace"] = {
+        name: reconstruction_psnr(leading, files, study.data.crop_size) for name, files in eval_files.items()}
     update("evaluate_b", None)
 
-    vae_run("c_vae", study.large, 2 * v)
-    teacher_run("c_teacher", study.large, out / "c_vae" / "vae", 2 * u)
-    results["models"]["c"] = {"steps": {"vae": 2 * v, "unet": 2 * u}}
-    evaluate("c", load_vae(out / "c_vae" / "vae"), [(out / "c_teacher", 0, configs[study.large])],
-             [(out / "c_vae", 0)])
+    for model, channels in (("c", study.large), ("d", study.small)):
+        vae_run(f"{model}_vae", channels, 2 * v)
+        teacher_run(f"{model}_teacher", channels, out / f"{model}_vae" / "vae", 2 * u)
+        results["models"][model] = {"steps": {"vae": 2 * v, "unet": 2 * u}}
+        evaluate(model, load_vae(out / f"{model}_vae" / "vae"), [(out / f"{model}_teacher", 0, configs[channels])],
+                 [(out / f"{model}_vae", 0)])
     return results
 
 
@@ -300,13 +309,14 @@ def _psnr_cells(psnr_by_set: dict[str, dict[str, float]], sets: list[str]) -> st
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The results as Markdown: one row per model, then the held-out loss curves of (b) and (c) by step."""
+    """The results as Markdown: one row per model, then the held-out loss and VAE PSNR curves by step."""
     models = {m: row for m, row in results["models"].items() if "held_out_loss" in row}
     if not models:
         return "No model evaluated yet.\n"
     sets = list(next(iter(models.values()))["psnr"])
     wall = results["wall_s"]
-    walls = {"a": ("a_vae", "a_teacher"), "b": ("a_vae", "a_teacher", "b_expanded"), "c": ("c_vae", "c_teacher")}
+    walls = {"a": ("a_vae", "a_teacher"), "b": ("a_vae", "a_teacher", "b_expanded"), "c": ("c_vae", "c_teacher"),
+             "d": ("d_vae", "d_teacher")}
     lines = ["| model | latent ch | VAE steps | UNet steps | " + " | ".join(f"{s} RGB | {s} Y" for s in sets)
              + " | held-out loss | linear denoiser | predict zero | train wall (s) |",
              "|---|---:|---:|---:|" + "---:|" * (2 * len(sets)) + "---:|---:|---:|---:|"]
@@ -325,20 +335,23 @@ def markdown(results: dict[str, Any]) -> str:
                   "|---|" + "---:|" * (2 * len(sets))]
         for model, row in tiled.items():
             lines.append(f"| {LABELS[model]} | {_psnr_cells(row, sets)} |")
-    curves = {m: dict((int(s), v) for s, v in models[m]["curve"]) for m in ("a", "b", "c") if m in models}
+            if "psnr_tiled_old_subspace" in models[model]:
+                lines.append(f"| {LABELS[model]}, its first {results['config']['small']} latent channels alone (the "
+                             f"rest zero) | {_psnr_cells(models[model]['psnr_tiled_old_subspace'], sets)} |")
+    curves = {m: dict((int(s), v) for s, v in models[m]["curve"]) for m in MODELS if m in models}
     if "b" in models and "widened_start" in models["b"]:
         step, value = models["b"]["widened_start"]
         curves["b"][int(step)] = value
     steps = sorted({s for curve in curves.values() for s in curve})
     if steps:
-        names = [m for m in ("a", "b", "c") if m in curves]
+        names = list(curves)
         lines += ["", "Held-out loss by UNet step since random init (EMA weights of each checkpoint; (b) continues "
                   "(a) from its last step, where the widened, not yet fine-tuned UNet is measured):", "",
                   "| step | " + " | ".join(LABELS[m] for m in names) + " |", "|---:|" + "---:|" * len(names)]
         for step in steps:
             lines.append(f"| {step} | " + " | ".join(f"{curves[m][step]:.4f}" if step in curves[m] else ""
                                                      for m in names) + " |")
-    vae_curves = {m: {int(s): v for s, v in models[m].get("vae_curve", [])} for m in ("a", "b", "c") if m in models}
+    vae_curves = {m: {int(s): v for s, v in models[m].get("vae_curve", [])} for m in MODELS if m in models}
     vae_steps = sorted({s for curve in vae_curves.values() for s in curve})
     if vae_steps:
         names = list(vae_curves)

@@ -1,4 +1,4 @@
-"""Latent expansion on the embedded scale: 4-channel teacher vs expanded 16-channel vs 16-channel from scratch.
+"""Latent expansion: a 4-channel teacher, its 16-channel expansion, and 16- and 4-channel ones trained as long.
 
 Usage::
 
@@ -56,8 +56,8 @@ def main() -> None:
                 f"Budgets: {study.vae_loop.steps} VAE + {study.unet_loop.steps} UNet steps per stage (batch "
                 f"{study.vae_loop.batch_size}/{study.unet_loop.batch_size}, crops {study.data.crop_size}/"
                 f"{study.unet_data.crop_size} px of {args.hr_dir.name}; VAE peak lr {study.vae_loop.lr:g}, (b)'s VAE "
-                f"fine-tuning {study.expand_lr or study.vae_loop.lr:g}); (b) and (c) have twice that since random "
-                f"init. PSNR in dB on whole images (posterior mean, 8-bit); held-out loss: epsilon MSE on "
+                f"fine-tuning {study.expand_lr or study.vae_loop.lr:g}); (b), (c) and (d) have twice that since "
+                f"random init. PSNR in dB on whole images (posterior mean, 8-bit); held-out loss: epsilon MSE on "
                 f"{study.held_out_crops} seeded crops of {args.held_out_dir.name} on each model's own latents; "
                 "linear denoiser: the loss of the best per-channel affine noise predictor on the same latents (how hard "
                 "each latent space is to denoise; low-variance channels are easy).\n\n"
